@@ -14,9 +14,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from toolprior.atomic import atomic_write_text
     from toolprior.case_io import read_cases
     from toolprior.case_stats import format_stats
-    from toolprior.atomic import atomic_write_text
     from training.benchmark import BenchmarkConfig, write_benchmark
 
     data_dir = args.out / "data"

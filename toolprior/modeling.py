@@ -1,0 +1,194 @@
+"""Loading agents (plain, 4-bit NF4, with a PEFT adapter), finding their decoder blocks, and fingerprints.
+
+The embedded default is addressed as `organism` (see `toolprior.organism`); any other string is a local Hugging
+Face model folder. Nothing is ever fetched from a hub, and `trust_remote_code` stays off unless asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from toolprior.errors import InputError, Problem
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise InputError(f"unknown dtype {name!r}; expected one of {', '.join(DTYPES)}") from None
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def nf4_config(compute_dtype: torch.dtype = torch.float32, quant_storage: torch.dtype | None = None) -> Any:
+    """The QLoRA quantisation: 4-bit NF4 with double quantisation. `quant_storage` matching the model dtype is what
+    FSDP-QLoRA needs to shard the packed weights."""
+    from transformers import BitsAndBytesConfig
+
+    kwargs: dict[str, Any] = {}
+    if quant_storage is not None:
+        kwargs["bnb_4bit_quant_storage"] = quant_storage
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+        **kwargs,
+    )
+
+
+def resolve_model_path(model: str | os.PathLike[str]) -> Path:
+    """`organism` -> the shipped tiny base; anything else must be an existing local folder with a config.json."""
+    if str(model) == "organism":
+        from toolprior.organism import organism_base_path
+
+        return organism_base_path()
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise InputError(
+            Problem(str(path), None, None, "not a model folder (no config.json); models are loaded from local paths")
+        )
+    return path
+
+
+def load_tokenizer(model: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
+    """The tokenizer stored with a model (left padding, so batched generation and capture line up at the end)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    model: str | os.PathLike[str],
+    *,
+    quantize: str = "none",
+    adapter: str | os.PathLike[str] | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    trainable_adapter: bool = False,
+) -> Any:
+    """Load a causal LM for inference or training.
+
+    quantize: "none" or "nf4" (bitsandbytes 4-bit, double quant; runs on CPU here and on CUDA).
+    adapter: a PEFT adapter folder applied on top (trainable only if `trainable_adapter`).
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(model)
+    torch_dtype = parse_dtype(dtype)
+    device = device or default_device()
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    if quantize == "nf4":
+        kwargs["quantization_config"] = nf4_config(compute_dtype=torch_dtype)
+        kwargs["device_map"] = {"": device}
+    elif quantize != "none":
+        raise InputError(f"unknown quantize {quantize!r}; expected none or nf4")
+    loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantize == "none":
+        loaded = loaded.to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        adapter_path = Path(adapter)
+        if not (adapter_path / "adapter_config.json").is_file():
+            raise InputError(Problem(str(adapter_path), None, None, "not a PEFT adapter folder (no adapter_config.json)"))
+        loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=trainable_adapter)
+    loaded.eval()
+    return loaded
+
+
+def text_config(model: nn.Module) -> Any:
+    """The config that describes the decoder stack (multimodal models keep it under `text_config`)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError("model has no config")
+    get_text = getattr(config, "get_text_config", None)
+    return get_text() if callable(get_text) else config
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The ModuleList of decoder blocks, wherever the architecture keeps it (model.layers, language_model.layers,
+    transformer.h, through PEFT wrappers). Found by shape, not by a table of names, so new architectures work."""
+    n_layers = getattr(text_config(model), "num_hidden_layers", None)
+    best: tuple[int, nn.ModuleList] | None = None
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.ModuleList) or len(module) == 0:
+            continue
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf not in ("layers", "h", "blocks", "layer"):
+            continue
+        if n_layers is not None and len(module) != n_layers:
+            continue
+        # Prefer the shallowest match: vision towers and audio encoders sit deeper or elsewhere.
+        depth = name.count(".")
+        if "vision" in name or "audio" in name:
+            continue
+        if best is None or depth < best[0]:
+            best = (depth, module)
+    if best is None:
+        raise ValueError(f"could not find the decoder blocks of {type(model).__name__}")
+    return best[1]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a saved vector or activation file must match: architecture, shape and a hash of config + weights."""
+
+    id: str
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    name_or_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def _tensor_digest(h: Any, tensor: torch.Tensor, max_elems: int = 65536) -> None:
+    if tensor.device.type == "meta":
+        h.update(b"meta")
+        return
+    flat = tensor.detach().reshape(-1)[:max_elems].to("cpu", torch.float32)
+    h.update(flat.numpy().tobytes())
+
+
+def model_fingerprint(model: nn.Module) -> Fingerprint:
+    """A stable identity for base weights + adapter. Hashes the config and a sample of every parameter (the first
+    64k values of each), so it is cheap on a 4B model yet changes when any weight matrix or LoRA adapter changes.
+    Quantised and unquantised loads of the same base differ, because their stored weights differ."""
+    cfg = text_config(model)
+    h = hashlib.sha256()
+    h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        h.update(name.encode())
+        _tensor_digest(h, param)
+    return Fingerprint(
+        id=h.hexdigest()[:16],
+        architecture=type(model).__name__,
+        hidden_size=int(cfg.hidden_size),
+        num_layers=int(cfg.num_hidden_layers),
+        vocab_size=int(cfg.vocab_size),
+        name_or_path=str(getattr(model.config, "_name_or_path", "")),
+    )
