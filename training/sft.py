@@ -1,0 +1,258 @@
+"""QLoRA SFT with TRL's SFTTrainer: NF4 base (bitsandbytes), LoRA (PEFT), assistant-only loss, NEFTune, early
+stopping on validation loss, resume from the last checkpoint, adapter save and optional merged export.
+
+    toolprior train sft experiments/configs/sft_organism.yaml --set training.learning_rate=1e-3
+
+A run folder holds `checkpoint-*` (while training), `adapter/` (the result), `merged/` (if asked),
+`train_summary.json` and `config.yaml` (the resolved config).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolprior.atomic import atomic_write_text
+from toolprior.cases import Case
+from toolprior.config import dump_yaml
+
+
+@dataclass
+class ModelSection:
+    base: str = "organism"
+    quantize: str = "nf4"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    device: str | None = None
+
+
+@dataclass
+class LoraSection:
+    r: int = 32
+    alpha: int = 64
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+    exclude_modules: list[str] | None = None
+
+
+@dataclass
+class DataSection:
+    dir: str = "runs/data"
+    train_file: str | None = None
+    val_file: str | None = None
+    max_train_cases: int | None = None
+
+
+@dataclass
+class TrainingSection:
+    """The SFTConfig fields a recipe usually sets; anything else of TRL's SFTConfig goes under `extra`."""
+
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = 0.03
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    num_train_epochs: float = 2.0
+    max_steps: int = -1
+    neftune_noise_alpha: float | None = 5.0
+    assistant_only_loss: bool = True
+    max_length: int = 1024
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_steps: int = 50
+    save_steps: int = 50
+    logging_steps: int = 10
+    early_stopping_patience: int | None = 3
+    save_total_limit: int = 2
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SFTRunConfig:
+    output_dir: str = "runs/sft"
+    model: ModelSection = field(default_factory=ModelSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    data: DataSection = field(default_factory=DataSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    merge: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class SFTResult:
+    output_dir: Path
+    adapter_dir: Path
+    train_seconds: float
+    steps: int
+    train_loss: float | None
+    best_eval_loss: float | None
+    trainable_params: int
+    resumed_from: str | None
+
+
+def case_row(case: Case) -> dict[str, Any]:
+    """One conversational row for TRL: prompt messages + the gold assistant turn, tools as a JSON string (Arrow
+    cannot hold tool schemas of differing shapes in one column)."""
+    from toolprior.chat_template import case_to_chat, gold_chat
+
+    _, tools = case_to_chat(case)
+    return {"messages": gold_chat(case), "tools": json.dumps(tools, ensure_ascii=False)}
+
+
+def load_training_cases(config: SFTRunConfig) -> tuple[list[Case], list[Case]]:
+    from toolprior.case_io import read_cases
+
+    data_dir = Path(config.data.dir)
+    train = read_cases(config.data.train_file or data_dir / "train.jsonl")
+    val = read_cases(config.data.val_file or data_dir / "val.jsonl")
+    for case in [*train, *val]:
+        if case.gold is None:
+            from toolprior.errors import InputError
+
+            raise InputError(f"case {case.id}: SFT needs a gold turn on every training and validation case")
+    if config.data.max_train_cases is not None:
+        train = train[: config.data.max_train_cases]
+    return train, val
+
+
+def lora_config(section: LoraSection) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=section.target_modules,
+        exclude_modules=section.exclude_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(config: SFTRunConfig, use_cpu: bool, has_eval: bool) -> Any:
+    from trl import SFTConfig
+
+    t = config.training
+    early = t.early_stopping_patience is not None and has_eval
+    kwargs: dict[str, Any] = dict(
+        output_dir=config.output_dir,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_ratio=t.warmup_ratio,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=max(t.per_device_train_batch_size, 8),
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        neftune_noise_alpha=t.neftune_noise_alpha,
+        assistant_only_loss=t.assistant_only_loss,
+        max_length=t.max_length,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps if has_eval else None,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=early,
+        metric_for_best_model="eval_loss" if early else None,
+        greater_is_better=False if early else None,
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=[],
+        use_cpu=use_cpu,
+        bf16=(config.model.dtype == "bfloat16") and not use_cpu,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    kwargs.update(t.extra)
+    return SFTConfig(**kwargs)
+
+
+def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
+    """Run (or resume) one QLoRA SFT; refuses to start when the preflight finds the LoRA targets miss most of the
+    model (unless `config.force`)."""
+    import torch
+    from datasets import Dataset
+    from transformers import EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from toolprior.modeling import load_model, load_tokenizer
+    from training.preflight import check_or_raise, preflight
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(config))
+    train_cases, val_cases = load_training_cases(config)
+    tokenizer = load_tokenizer(config.model.base, trust_remote_code=config.model.trust_remote_code)
+    model = load_model(
+        config.model.base,
+        quantize=config.model.quantize,
+        dtype=config.model.dtype,
+        device=config.model.device,
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    report = preflight(model, config.lora.target_modules, r=config.lora.r, exclude_modules=config.lora.exclude_modules)
+    print(report.format())
+    check_or_raise(report, force=config.force)
+
+    train_ds = Dataset.from_list([case_row(c) for c in train_cases])
+    val_ds = Dataset.from_list([case_row(c) for c in val_cases]) if val_cases else None
+    use_cpu = not torch.cuda.is_available() or config.model.device == "cpu"
+    args = sft_config(config, use_cpu=use_cpu, has_eval=val_ds is not None)
+    callbacks = []
+    if args.load_best_model_at_end and config.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.training.early_stopping_patience))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(config.lora),
+        callbacks=callbacks,
+    )
+    last = get_last_checkpoint(str(out)) if out.exists() else None
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - start
+
+    adapter_dir = out / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    best = trainer.state.best_metric
+    eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    result = SFTResult(
+        output_dir=out,
+        adapter_dir=adapter_dir,
+        train_seconds=seconds,
+        steps=int(trainer.state.global_step),
+        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        best_eval_loss=float(best) if best is not None else (min(eval_losses) if eval_losses else None),
+        trainable_params=int(trainable),
+        resumed_from=last,
+    )
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    summary["train_cases"] = len(train_cases)
+    summary["val_cases"] = len(val_cases)
+    atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    if config.merge:
+        export_merged(config, adapter_dir, out / "merged")
+    return result
+
+
+def export_merged(config: SFTRunConfig, adapter_dir: Path, merged_dir: Path) -> Path:
+    """Merge the adapter into an unquantised copy of the base (merging into NF4 weights would re-quantise them)."""
+    from toolprior.modeling import load_model, load_tokenizer
+
+    model = load_model(config.model.base, quantize="none", adapter=adapter_dir, dtype=config.model.dtype, device="cpu")
+    merged = model.merge_and_unload()
+    merged.save_pretrained(merged_dir)
+    load_tokenizer(config.model.base).save_pretrained(merged_dir)
+    return merged_dir
