@@ -52,11 +52,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from toolprior.case_io import read_cases
+    from toolprior.case_io import read_case_files
 
-    total = 0
-    for path in args.files:
-        total += len(read_cases(path))  # raises InputError with every problem of the file
+    total = len(read_case_files(args.files))  # raises InputError with every problem of every file
     print(f"ok: {total} cases in {len(args.files)} file(s)")
     return 0
 
