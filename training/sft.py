@@ -97,10 +97,10 @@ class SFTResult:
 def case_row(case: Case) -> dict[str, Any]:
     """One conversational row for TRL: prompt messages + the gold assistant turn, tools as a JSON string (Arrow
     cannot hold tool schemas of differing shapes in one column)."""
-    from toolprior.chat_template import case_to_chat, gold_chat
+    from toolprior.chat_template import gold_chat
 
-    _, tools = case_to_chat(case)
-    return {"messages": gold_chat(case), "tools": json.dumps(tools, ensure_ascii=False)}
+    messages, tools = gold_chat(case)
+    return {"messages": messages, "tools": json.dumps(tools, ensure_ascii=False)}
 
 
 def load_training_cases(config: SFTRunConfig) -> tuple[list[Case], list[Case]]:

@@ -1,0 +1,109 @@
+"""The organism's chat template, and cases turned into chat messages.
+
+Each message renders as `<|role|>\\n{content}<|end|>\\n`:
+
+    <|system|>
+    You are a logistics assistant.
+
+    # Tools
+    {"name": "verify_shipment_receipt", "description": "...", "parameters": {...}}<|end|>
+    <|user|>
+    Check my shipment.<|end|>
+    <|assistant|>
+    <think>...</think><clarify>Which shipment?</clarify><|end|>
+    <|tool|>
+    [verify_shipment_receipt]
+    {"status": "ok"}<|end|>
+
+- The tool list (`tools=` of `apply_chat_template`, each a dict name/description/parameters or an OpenAI-style
+  {"type": "function", "function": {...}}) follows the first system message's content after a blank line, as
+  `# Tools` then one JSON object per line; without a system message it gets a system block of its own.
+- A tool message shows the producing tool's name in brackets on its first line (when the message has a `name`).
+- Assistant content AND its closing `<|end|>` sit inside `{% generation %}`, so
+  `apply_chat_template(..., tokenize=True, return_dict=True, return_assistant_tokens_mask=True)` returns an
+  `assistant_masks` list that is 1 exactly on those tokens (not on the `<|assistant|>\\n` header, nor on the
+  newline after `<|end|>`). TRL's `assistant_only_loss=True` trains on that mask, so the model learns to stop.
+- `add_generation_prompt=True` appends `<|assistant|>\\n`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from toolprior.cases import Case
+from toolprior.output_format import render_turn
+
+# Written with explicit string literals and whitespace control on every tag, so the output does not depend on
+# Jinja's trim_blocks / lstrip_blocks settings.
+CHAT_TEMPLATE = r"""
+{%- set ns = namespace(tool_text='') -%}
+{%- if tools -%}
+    {%- set ns.tool_text = '# Tools' -%}
+    {%- for tool in tools -%}
+        {%- set spec = tool.function if tool.function is defined else tool -%}
+        {%- set ns.tool_text = ns.tool_text + '\n' + (spec | tojson) -%}
+    {%- endfor -%}
+    {%- if not messages or messages[0].role != 'system' -%}
+        {{- '<|system|>\n' + ns.tool_text + '<|end|>\n' -}}
+    {%- endif -%}
+{%- endif -%}
+{%- for message in messages -%}
+    {%- set content = message.content if message.content is string else '' -%}
+    {%- if message.role == 'system' -%}
+        {%- if loop.first and ns.tool_text -%}
+            {{- '<|system|>\n' + content + '\n\n' + ns.tool_text + '<|end|>\n' -}}
+        {%- else -%}
+            {{- '<|system|>\n' + content + '<|end|>\n' -}}
+        {%- endif -%}
+    {%- elif message.role == 'user' -%}
+        {{- '<|user|>\n' + content + '<|end|>\n' -}}
+    {%- elif message.role == 'assistant' -%}
+        {{- '<|assistant|>\n' -}}
+        {%- generation -%}
+            {{- content + '<|end|>' -}}
+        {%- endgeneration -%}
+        {{- '\n' -}}
+    {%- elif message.role == 'tool' -%}
+        {%- if message.name is defined and message.name -%}
+            {{- '<|tool|>\n[' + message.name + ']\n' + content + '<|end|>\n' -}}
+        {%- else -%}
+            {{- '<|tool|>\n' + content + '<|end|>\n' -}}
+        {%- endif -%}
+    {%- else -%}
+        {{- raise_exception('unknown chat role: ' + message.role) -}}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{- '<|assistant|>\n' -}}
+{%- endif -%}
+""".strip()
+
+
+def template_hash(template: str) -> str:
+    """A short fingerprint of a chat template: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(template.encode("utf-8")).hexdigest()[:16]
+
+
+def case_to_chat(case: Case) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages, tools) of a case's prompt, ready for `apply_chat_template(messages, tools=tools or None)`.
+
+    Messages are {"role", "content"} dicts, with "name" on tool messages that have one; tools are
+    {"name", "description", "parameters"} dicts."""
+    return [m.to_dict() for m in case.messages], [t.to_dict() for t in case.tools]
+
+
+def gold_chat(case: Case) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(messages, tools) where messages are the prompt plus the gold assistant turn rendered in the project's format:
+    the SFT example of a case. ValueError when the case has no gold turn."""
+    if case.gold is None:
+        raise ValueError(f"case {case.id!r} has no gold turn")
+    messages, tools = case_to_chat(case)
+    messages.append({"role": "assistant", "content": render_turn(case.gold)})
+    return messages, tools
+
+
+def render_prompt(tokenizer: Any, case: Case) -> str:
+    """The text a model is given before it generates its turn for `case` (with the generation prompt)."""
+    messages, tools = case_to_chat(case)
+    return tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True, tokenize=False)
