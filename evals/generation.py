@@ -1,0 +1,121 @@
+"""Batched greedy generation with left padding and a KV cache, over any Hugging Face causal LM (plain, 4-bit,
+PEFT-adapted), with an optional steering context that sees where each row's real tokens are.
+
+Prompts are sorted by length before batching (less padding), and outputs come back in the caller's order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class GenerationBatch:
+    """One left-padded batch as the model sees it. A steering context built from it knows, per row, where the
+    prompt starts (`pad_lengths`) and where generation begins (column `input_ids.shape[1]`)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    rows: tuple[int, ...]
+
+    @property
+    def prompt_width(self) -> int:
+        return int(self.input_ids.shape[1])
+
+    @property
+    def pad_lengths(self) -> torch.Tensor:
+        return (self.attention_mask == 0).sum(dim=1)
+
+    @property
+    def prompt_lengths(self) -> torch.Tensor:
+        return self.attention_mask.sum(dim=1)
+
+
+SteeringFactory = Callable[[GenerationBatch], AbstractContextManager[Any]]
+
+
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos plus any the model's generation config lists."""
+    ids: list[int] = []
+    if tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        configured = [configured]
+    for i in configured or []:
+        if i not in ids:
+            ids.append(int(i))
+    return ids
+
+
+def model_device(model: Any) -> torch.device:
+    return next(p.device for p in model.parameters() if p.device.type != "meta")
+
+
+def decode_new_tokens(tokenizer: Any, new_ids: torch.Tensor, stops: Sequence[int]) -> str:
+    """Decode one row's generated ids up to (not including) the first stop token; format tags are kept."""
+    ids = new_ids.tolist()
+    for i, token in enumerate(ids):
+        if token in stops:
+            ids = ids[:i]
+            break
+    return tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and mask; prompts already carry the chat template's own special tokens."""
+    if tokenizer.padding_side != "left":
+        raise ValueError("batched generation needs tokenizer.padding_side == 'left'")
+    enc = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
+    return enc["input_ids"].to(device), enc["attention_mask"].to(device)
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 192,
+    batch_size: int = 32,
+    steer: SteeringFactory | None = None,
+    progress: bool = False,
+    desc: str = "generate",
+) -> list[str]:
+    """Greedy completions of `prompts`, in order. `steer(batch)` returns a context manager entered around each
+    batch's generation (a steering vector's hooks, say)."""
+    from tqdm.auto import tqdm
+
+    device = model_device(model)
+    stops = stop_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+    outputs: list[str] = [""] * len(prompts)
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=desc, disable=not progress, total=len(starts)):
+        rows = tuple(order[start : start + batch_size])
+        input_ids, attention_mask = encode_prompts(tokenizer, [prompts[i] for i in rows], device)
+        batch = GenerationBatch(input_ids=input_ids, attention_mask=attention_mask, rows=rows)
+        context = steer(batch) if steer is not None else contextlib.nullcontext()
+        with context:
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=stops,
+                pad_token_id=pad_id,
+                use_cache=True,
+            )
+        new_tokens = generated[:, input_ids.shape[1] :]
+        for j, row in enumerate(rows):
+            outputs[row] = decode_new_tokens(tokenizer, new_tokens[j], stops)
+    return outputs

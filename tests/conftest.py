@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny trained tokenizer and tiny random-weight real transformers models."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+
+def _tokenizer_corpus() -> list[str]:
+    rng = random.Random(0)
+    words = ["shipment", "invoice", "ticket", "account", "refund", "verify", "status", "pending", "customer", "approve", "escalate", "clarify"]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + f" SHP-{rng.randint(1000, 9999)}" for _ in range(300)]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from toolprior.tokenizer import train_tokenizer
+
+    return train_tokenizer(_tokenizer_corpus(), vocab_size=600)
+
+
+def make_tiny_qwen3(tokenizer, seed: int = 0, layers: int = 2):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = Qwen3ForCausalLM(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return make_tiny_qwen3(tiny_tokenizer)
