@@ -26,6 +26,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
             yield f
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates 0600 files; results are for reading by anyone the folder allows.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

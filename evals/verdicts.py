@@ -1,0 +1,284 @@
+"""One scored case (`Verdict`), its JSONL I/O, and the rule that decides whether a parsed turn is correct (`judge`).
+
+`judge(case, parsed)` rules:
+
+- The action decides first: correct only if `parsed.action` is one of `case.acceptable_actions`. An unparseable
+  turn (action None) is never correct.
+- Where the expected action is call_tool, the prediction is call_tool and the case has a gold turn with tool calls,
+  the calls must also match the gold:
+  - tool names: the SET of called names must equal the set of gold names (`tool_name_ok`);
+  - arguments (`arguments_ok`): the calls must pair one-to-one with the gold calls (same count; a duplicate call
+    fails), each pair with the same name and matching arguments. Arguments match when every gold argument is
+    present with an equal value; an extra argument the gold does not set is allowed only when the tool's schema
+    declares it (an optional parameter the agent filled in; a schema without `properties` declares anything);
+    an argument the schema does not declare fails.
+  - values: strings compare case-insensitively after stripping whitespace; numbers compare numerically
+    (`5 == 5.0`, and a numeric string equals the number it spells: `"5" == 5`); booleans are not numbers
+    (`True != 1`); lists compare element by element in order; objects compare key by key recursively, with the
+    same keys on both sides; null equals null only.
+- `tool_name_ok` and `arguments_ok` are None when there is nothing to check: the expected action is not call_tool,
+  the prediction is not call_tool, or the case has no gold tool calls (imported cases: only the action is checked).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from toolprior.actions import Action
+from toolprior.atomic import atomic_open
+from toolprior.cases import Case, ToolCall, ToolSpec
+from toolprior.errors import InputError, Problem
+
+UNPARSED = "unparsed"  # the label of a prediction that could not be parsed (Verdict.predicted is None)
+
+
+@dataclass
+class Verdict:
+    """One scored case. `predicted` is None when the output could not be parsed; `tool_name_ok` / `arguments_ok`
+    are None when no tool call was checked (see the module docstring); `turns` is the whole multi-turn transcript
+    as role/content dicts (empty for single-turn); `think_argues` is the action the think block argues for, filled
+    in by forensics (None until then)."""
+
+    id: str
+    category: str
+    split: str
+    expected: str
+    acceptable: list[str]
+    predicted: str | None
+    correct: bool
+    output: str = ""
+    think: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_name_ok: bool | None = None
+    arguments_ok: bool | None = None
+    problems: list[str] = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    think_argues: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicted_label(self) -> str:
+        """The predicted action, or "unparsed" when there is none."""
+        return self.predicted if self.predicted is not None else UNPARSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Verdict:
+        """Build a Verdict from its dict; unknown keys are ignored, a missing required key is a KeyError and a
+        wrongly typed field a TypeError (both name the field)."""
+        if not isinstance(obj, Mapping):
+            raise TypeError(f"expected a JSON object, got {type(obj).__name__}")
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in obj:
+                kwargs[f.name] = obj[f.name]
+            elif f.default is MISSING and f.default_factory is MISSING:
+                raise KeyError(f.name)
+        _check_types(kwargs)
+        return cls(**kwargs)
+
+
+_STR_FIELDS = ("id", "category", "split", "expected", "output")
+_OPT_STR_FIELDS = ("predicted", "think", "think_argues")
+_OPT_BOOL_FIELDS = ("tool_name_ok", "arguments_ok")
+_LIST_FIELDS = ("acceptable", "tool_calls", "problems", "turns")
+
+
+def _check_types(kw: Mapping[str, Any]) -> None:
+    for name in _STR_FIELDS:
+        if name in kw and not isinstance(kw[name], str):
+            raise TypeError(f"{name}: expected a string, got {type(kw[name]).__name__}")
+    for name in _OPT_STR_FIELDS:
+        if kw.get(name) is not None and not isinstance(kw[name], str):
+            raise TypeError(f"{name}: expected a string or null, got {type(kw[name]).__name__}")
+    for name in _OPT_BOOL_FIELDS:
+        if kw.get(name) is not None and not isinstance(kw[name], bool):
+            raise TypeError(f"{name}: expected true, false or null, got {type(kw[name]).__name__}")
+    if "correct" in kw and not isinstance(kw["correct"], bool):
+        raise TypeError(f"correct: expected true or false, got {type(kw['correct']).__name__}")
+    for name in _LIST_FIELDS:
+        if name in kw and not isinstance(kw[name], list):
+            raise TypeError(f"{name}: expected an array, got {type(kw[name]).__name__}")
+    if "meta" in kw and not isinstance(kw["meta"], dict):
+        raise TypeError(f"meta: expected an object, got {type(kw['meta']).__name__}")
+
+
+def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[Verdict]) -> int:
+    """Write one JSON object per line, atomically (the file appears whole or not at all). Returns the count."""
+    n = 0
+    with atomic_open(path) as f:
+        for v in verdicts:
+            f.write(json.dumps(v.to_dict(), ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def read_verdicts(path: str | os.PathLike[str]) -> list[Verdict]:
+    """Read a verdicts JSONL file. Raises InputError naming the file, line and field of every broken line;
+    nothing is returned partially. Blank lines are skipped."""
+    file = str(path)
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(Problem(file, None, None, "no such file")) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(Problem(file, None, None, f"cannot read: {e}")) from None
+    out: list[Verdict] = []
+    problems: list[Problem] = []
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(file, line_no, None, f"broken JSON: {e.msg} (column {e.colno})"))
+            continue
+        try:
+            out.append(Verdict.from_dict(obj))
+        except KeyError as e:
+            problems.append(Problem(file, line_no, str(e.args[0]), "missing"))
+        except TypeError as e:
+            msg = str(e)
+            name, _, rest = msg.partition(": ")
+            problems.append(Problem(file, line_no, name if rest else None, rest or msg))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------ judge
+
+
+def judge(case: Case, parsed: Any) -> tuple[bool, bool | None, bool | None]:
+    """(correct, tool_name_ok, arguments_ok) of a parsed turn (a `ParsedTurn`: `.action`, `.tool_calls`) on
+    `case`. See the module docstring for the rules."""
+    action = _action_value(parsed.action)
+    acceptable = {a.value for a in case.acceptable_actions}
+    action_ok = action is not None and action in acceptable
+    gold_calls = case.gold.tool_calls if case.gold is not None else ()
+    checks = case.expected_action is Action.CALL_TOOL and action == Action.CALL_TOOL.value and len(gold_calls) > 0
+    if not checks:
+        return action_ok, None, None
+    calls = list(parsed.tool_calls)
+    name_ok = {c.name for c in calls} == {g.name for g in gold_calls}
+    args_ok = _calls_match(calls, list(gold_calls), case.tools)
+    return action_ok and name_ok and args_ok, name_ok, args_ok
+
+
+def verdict_for(
+    case: Case,
+    parsed: Any,
+    *,
+    output: str | None = None,
+    turns: Sequence[Mapping[str, Any]] = (),
+    meta: Mapping[str, Any] | None = None,
+) -> Verdict:
+    """The Verdict of `parsed` (the first assistant turn) on `case`; `output` defaults to `parsed.raw`."""
+    correct, name_ok, args_ok = judge(case, parsed)
+    return Verdict(
+        id=case.id,
+        category=case.category,
+        split=case.split,
+        expected=case.expected_action.value,
+        acceptable=[a.value for a in case.acceptable_actions],
+        predicted=_action_value(parsed.action),
+        correct=correct,
+        output=output if output is not None else str(getattr(parsed, "raw", "")),
+        think=parsed.think,
+        tool_calls=[{"name": c.name, "arguments": c.arguments} for c in parsed.tool_calls],
+        tool_name_ok=name_ok,
+        arguments_ok=args_ok,
+        problems=list(parsed.problems),
+        turns=[dict(t) for t in turns],
+        meta=dict(meta or {}),
+    )
+
+
+def _action_value(action: Any) -> str | None:
+    if action is None:
+        return None
+    return action.value if isinstance(action, Action) else str(action)
+
+
+def _declared(tools: Sequence[ToolSpec], name: str) -> set[str] | None:
+    """The argument names the tool `name` declares; None when it declares no `properties` (anything goes)."""
+    for t in tools:
+        if t.name == name:
+            props = t.parameters.get("properties") if isinstance(t.parameters, Mapping) else None
+            return set(props) if isinstance(props, Mapping) else None
+    return None
+
+
+def _call_matches(call: ToolCall, gold: ToolCall, tools: Sequence[ToolSpec]) -> bool:
+    if call.name != gold.name:
+        return False
+    for key, want in gold.arguments.items():
+        if key not in call.arguments or not values_match(call.arguments[key], want):
+            return False
+    extra = set(call.arguments) - set(gold.arguments)
+    if extra:
+        declared = _declared(tools, call.name)
+        if declared is not None and not extra <= declared:
+            return False
+    return True
+
+
+def _calls_match(calls: list[ToolCall], gold: list[ToolCall], tools: Sequence[ToolSpec]) -> bool:
+    """True when `calls` and `gold` pair one-to-one with matching calls (backtracking; lists are short)."""
+    if len(calls) != len(gold):
+        return False
+    used = [False] * len(calls)
+
+    def assign(i: int) -> bool:
+        if i == len(gold):
+            return True
+        for j, c in enumerate(calls):
+            if not used[j] and _call_matches(c, gold[i], tools):
+                used[j] = True
+                if assign(i + 1):
+                    return True
+                used[j] = False
+        return False
+
+    return assign(0)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            x = float(value.strip())
+        except ValueError:
+            return None
+        return x if math.isfinite(x) else None
+    return None
+
+
+def values_match(got: Any, want: Any) -> bool:
+    """Whether an argument value matches the gold value (rules in the module docstring)."""
+    if isinstance(want, bool) or isinstance(got, bool):
+        return isinstance(want, bool) and isinstance(got, bool) and got is want
+    if want is None or got is None:
+        return want is None and got is None
+    if isinstance(want, (int, float)) or isinstance(got, (int, float)):
+        a, b = _as_number(got), _as_number(want)
+        return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(want, str) and isinstance(got, str):
+        return got.strip().casefold() == want.strip().casefold()
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(values_match(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, dict) and isinstance(got, dict):
+        return set(got) == set(want) and all(values_match(got[k], want[k]) for k in want)
+    return False
