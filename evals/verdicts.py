@@ -2,6 +2,8 @@
 
 `judge(case, parsed)` rules:
 
+- `correct` is the decision: the action is one of `case.acceptable_actions` and, for call_tool, the called tool
+  names are the gold's. Argument values are checked too (`arguments_ok`) but reported apart, in `tool_accuracy`.
 - The action decides first: correct only if `parsed.action` is one of `case.acceptable_actions`. An unparseable
   turn (action None) is never correct.
 - Where the expected action is call_tool, the prediction is call_tool and the case has a gold turn with tool calls,
@@ -171,7 +173,9 @@ def judge(case: Case, parsed: Any) -> tuple[bool, bool | None, bool | None]:
     calls = list(parsed.tool_calls)
     name_ok = {c.name for c in calls} == {g.name for g in gold_calls}
     args_ok = _calls_match(calls, list(gold_calls), case.tools)
-    return action_ok and name_ok and args_ok, name_ok, args_ok
+    # Calling the wrong tool is a wrong decision (over-execution); wrong argument values are an execution error,
+    # reported in tool_accuracy and by the hallucination forensics, not folded into the action accuracy.
+    return action_ok and name_ok, name_ok, args_ok
 
 
 def verdict_for(

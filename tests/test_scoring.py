@@ -77,12 +77,12 @@ GOLD = ToolCall("verify_shipment_receipt", {"shipment_id": "SHP-1030"})
     [
         (turn(verify(shipment_id="SHP-1030")), (True, True, True)),
         (turn(verify(shipment_id="  shp-1030 ")), (True, True, True)),  # strings: strip + case-insensitive
-        (turn(verify(shipment_id="SHP-1029")), (False, True, False)),  # wrong value
-        (turn(verify()), (False, True, False)),  # missing argument
+        (turn(verify(shipment_id="SHP-1029")), (True, True, False)),  # wrong value: right decision, bad execution
+        (turn(verify()), (True, True, False)),  # missing argument
         (turn(verify(shipment_id="SHP-1030", note="left at dock")), (True, True, True)),  # declared optional extra
-        (turn(verify(shipment_id="SHP-1030", priority="high")), (False, True, False)),  # undeclared extra
+        (turn(verify(shipment_id="SHP-1030", priority="high")), (True, True, False)),  # undeclared extra
         (turn({"name": "lookup_shipment", "arguments": {"shipment_id": "SHP-1030"}}), (False, False, False)),
-        (turn(verify(shipment_id="SHP-1030"), verify(shipment_id="SHP-1030")), (False, True, False)),  # duplicate
+        (turn(verify(shipment_id="SHP-1030"), verify(shipment_id="SHP-1030")), (True, True, False)),  # duplicate
         (
             turn(verify(shipment_id="SHP-1030"), {"name": "lookup_shipment", "arguments": {"shipment_id": "SHP-1030"}}),
             (False, False, False),  # an extra tool: the set of names differs
@@ -101,7 +101,7 @@ def test_judge_numbers_and_multiple_calls():
     case = call_case(gold_q)
     assert judge(case, parse_turn(turn(verify(shipment_id="shp-1", quantity=5.0)))) == (True, True, True)
     assert judge(case, parse_turn(turn(verify(shipment_id="SHP-1", quantity="5")))) == (True, True, True)
-    assert judge(case, parse_turn(turn(verify(shipment_id="SHP-1", quantity=6)))) == (False, True, False)
+    assert judge(case, parse_turn(turn(verify(shipment_id="SHP-1", quantity=6)))) == (True, True, False)
     # two gold calls of one tool: matched one-to-one in any order
     two = call_case(
         ToolCall("verify_shipment_receipt", {"shipment_id": "SHP-1"}),
@@ -110,7 +110,7 @@ def test_judge_numbers_and_multiple_calls():
     swapped = turn(verify(shipment_id="SHP-2"), verify(shipment_id="SHP-1"))
     assert judge(two, parse_turn(swapped)) == (True, True, True)
     same_twice = turn(verify(shipment_id="SHP-1"), verify(shipment_id="SHP-1"))
-    assert judge(two, parse_turn(same_twice)) == (False, True, False)
+    assert judge(two, parse_turn(same_twice)) == (True, True, False)
 
 
 def test_values_match():
