@@ -18,6 +18,8 @@ from toolprior.errors import InputError
 COMMAND_MODULES: tuple[str, ...] = (
     "toolprior.commands.data",
     "toolprior.commands.demo",
+    "toolprior.commands.train",
+    "toolprior.commands.evaluate",
 )
 
 EXIT_BAD_INPUT = 2

@@ -1,0 +1,80 @@
+"""`toolprior eval` (score a model on cases) and `toolprior report` (compare runs side by side)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    ev = subparsers.add_parser("eval", help="score a model on case files: verdicts, report.json/md, plots")
+    ev.add_argument("--model", required=True, help="local model folder, or 'organism' for the embedded base")
+    ev.add_argument("--adapter", type=Path, default=None, help="PEFT adapter folder applied on top")
+    ev.add_argument("--quantize", choices=["none", "nf4"], default="none")
+    ev.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ev.add_argument("--cases", required=True, type=Path, nargs="+", help="case JSONL file(s)")
+    ev.add_argument("--out", required=True, type=Path, help="output folder (methods merge into its report.json)")
+    ev.add_argument("--method", default="sft", help="name of this method in the report (default sft)")
+    ev.add_argument("--max-turns", type=int, default=1, help="1 = score the decision only; up to 16")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--max-new-tokens", type=int, default=160)
+    ev.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
+    ev.add_argument("--trust-remote-code", action="store_true")
+    ev.set_defaults(func=_eval)
+
+    rep = subparsers.add_parser("report", help="compare the report.json of several run folders side by side")
+    rep.add_argument("runs", nargs="+", type=Path)
+    rep.set_defaults(func=_report)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from evals.harness import HarnessConfig, evaluate
+    from evals.report import write_eval_report
+    from toolprior.case_io import read_case_files
+    from toolprior.modeling import load_model, load_tokenizer
+
+    cases = read_case_files(args.cases)
+    if args.limit is not None:
+        cases = cases[: args.limit]
+    tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    model = load_model(
+        args.model,
+        quantize=args.quantize,
+        adapter=args.adapter,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+    )
+    config = HarnessConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_turns=args.max_turns)
+    verdicts = evaluate(model, tokenizer, cases, config=config, desc=args.method)
+    report = write_eval_report(args.out, cases, {args.method: verdicts})
+    m = report["methods"][args.method]
+    print(f"{args.method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
+    for action, block in m["per_action"].items():
+        print(f"  {action:16s} n={block['n']:4d} acc={block['acc']:.3f} ci95={block['ci95']} top_wrong={block['top_wrong']}")
+    print(f"wrote {args.out / 'report.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from toolprior.actions import ACTION_NAMES
+    from toolprior.errors import InputError, Problem
+
+    rows = []
+    for run in args.runs:
+        path = run / "report.json" if run.is_dir() else run
+        if not path.is_file():
+            raise InputError(Problem(str(path), None, None, "no report.json here"))
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise InputError(Problem(str(path), err.lineno, None, f"invalid JSON: {err.msg}")) from None
+        for method, m in report.get("methods", {}).items():
+            rows.append((f"{run.name}/{method}", m))
+    header = ["run/method", "overall", "macro", *ACTION_NAMES]
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for name, m in rows:
+        cells = [f"{m['per_action'][a]['acc']:.2f}" if a in m.get("per_action", {}) else "–" for a in ACTION_NAMES]
+        print(f"| {name} | {m['overall']:.2f} | {m['macro_action']:.2f} | " + " | ".join(cells) + " |")
+    return 0
