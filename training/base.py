@@ -192,3 +192,23 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
     recipe = {"config": config.to_dict(), **{k: v for k, v in asdict(result).items() if k != "out_dir"}}
     (out_dir / "base_recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
     return result
+
+
+def corpus_cases(config: BaseConfig) -> list[Case]:
+    """Cases for the pre-training corpus: the train/val/mine splits of a benchmark drawn with the corpus's own
+    seed. Never eval or eval_novel, so reserved novel tools and phrasings stay unseen."""
+    import tempfile
+
+    from toolprior.case_io import read_splits
+    from training.benchmark import BenchmarkConfig, write_benchmark
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_benchmark(Path(tmp), seed=config.corpus_seed, config=BenchmarkConfig().scaled_train(config.corpus_cases))
+        splits = read_splits(tmp)
+    return [c for split in ("train", "val", "mine") for c in splits[split]]
+
+
+def build_base(config: BaseConfig, out_dir: Path, progress: bool = True) -> BaseResult:
+    """`toolprior train base`: corpus, tokenizer, pre-training, saved to `out_dir`."""
+    documents = corpus_from_cases(corpus_cases(config))
+    return pretrain(config, documents, out_dir, progress=progress)

@@ -1,4 +1,5 @@
-"""`toolprior preflight`: which decoder matrices a LoRA config reaches, before any training.
+"""`toolprior preflight` (which decoder matrices a LoRA config reaches, before any training) and
+`toolprior train base | sft` (the tiny base recipe and QLoRA SFT).
 
 MODEL is never loaded with weights: a local checkpoint's config.json is built on the meta device (shapes only, no
 memory, no downloads), so a 30B model's preflight takes a second. MODEL can also name a tiny random-weight
@@ -48,6 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code (off by default)"
     )
     pre.set_defaults(func=_preflight)
+
+    train = subparsers.add_parser("train", help="train the tiny base, or QLoRA SFT an agent")
+    sub = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
+    base = sub.add_parser("base", help="train the BPE tokenizer and pre-train the tiny base from scratch")
+    base.add_argument("--out", required=True, help="output folder (safetensors + tokenizer + base_recipe.json)")
+    base.add_argument("--seed", type=int, default=0)
+    base.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a BaseConfig field")
+    base.set_defaults(func=_train_base)
+    sft = sub.add_parser("sft", help="QLoRA SFT with TRL from a YAML config (preflight runs first)")
+    sft.add_argument("config", help="YAML file filling training.sft.SFTRunConfig")
+    sft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. lora.r=8")
+    sft.add_argument("--output-dir", default=None, help="override output_dir")
+    sft.add_argument("--force", action="store_true", help="train even when the preflight refuses the targets")
+    sft.set_defaults(func=_train_sft)
+    train.set_defaults(func=lambda args: train.print_help() or 0)
 
 
 # "." is left out: a dotted name such as self_attn.q_proj is a suffix, not a regex.
@@ -148,4 +164,38 @@ def _preflight(args: argparse.Namespace) -> int:
     )
     print(report.format(force=args.force), flush=True)
     check_or_raise(report, force=args.force, source=args.model)
+    return 0
+
+
+def _train_base(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolprior.config import load_config
+    from training.base import BaseConfig, build_base
+
+    config = load_config(BaseConfig, None, overrides=[*args.set, f"seed={args.seed}"])
+    result = build_base(config, Path(args.out))
+    print(
+        f"base: {result.params:,} params, {result.corpus_tokens:,} corpus tokens, {result.steps} steps, "
+        f"final loss {result.final_loss:.3f}, {result.train_seconds:.0f} s -> {result.out_dir}"
+    )
+    return 0
+
+
+def _train_sft(args: argparse.Namespace) -> int:
+    _quiet_libraries()
+    from toolprior.config import load_config
+    from training.sft import SFTRunConfig, train_sft
+
+    overrides = list(args.set)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.force:
+        overrides.append("force=true")
+    config = load_config(SFTRunConfig, args.config, overrides=overrides)
+    result = train_sft(config)
+    print(
+        f"sft: {result.steps} steps in {result.train_seconds:.0f} s, train loss {result.train_loss}, "
+        f"best eval loss {result.best_eval_loss}, {result.trainable_params:,} trainable -> {result.adapter_dir}"
+    )
     return 0
