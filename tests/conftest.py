@@ -21,14 +21,14 @@ def tiny_tokenizer():
     return train_tokenizer(_tokenizer_corpus(), vocab_size=600)
 
 
-def make_tiny_qwen3(tokenizer, seed: int = 0, layers: int = 2):
+def make_tiny_qwen3(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 64):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(seed)
     config = Qwen3Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
