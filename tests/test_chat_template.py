@@ -206,12 +206,9 @@ def test_action_tag_token_ids_on_multi_token_tags():
 def test_template_text(tok):
     messages, tools, turns = _two_turn_chat()
     text = tok.apply_chat_template(messages, tools=tools, tokenize=False)
-    tool_line = '{"name": "verify_shipment_receipt", "description": "Verify that a shipment was received.", '
     assert text == (
-        "<|system|>\nYou are a logistics assistant.\n\n# Tools\n"
-        + tool_line
-        + '"parameters": {"type": "object", "properties": {"shipment_id": {"type": "string"}}, '
-        '"required": ["shipment_id"]}}<|end|>\n'
+        "<|system|>\nYou are a logistics assistant.\n\n# Tools (* = required)\n"
+        "- verify_shipment_receipt(shipment_id*: string): Verify that a shipment was received.<|end|>\n"
         "<|user|>\nDid SHP-1030 arrive?<|end|>\n"
         f"<|assistant|>\n{turns[0]}<|end|>\n"
         '<|tool|>\n[verify_shipment_receipt]\n{"received": true}<|end|>\n'
@@ -226,7 +223,7 @@ def test_template_without_system_or_tools(tok):
     user = [{"role": "user", "content": "hi"}]
     assert tok.apply_chat_template(user, tokenize=False) == "<|user|>\nhi<|end|>\n"
     with_tools = tok.apply_chat_template(user, tools=[TOOL.to_dict()], tokenize=False)
-    assert with_tools.startswith("<|system|>\n# Tools\n{") and with_tools.endswith("<|end|>\n<|user|>\nhi<|end|>\n")
+    assert with_tools.startswith("<|system|>\n# Tools (* = required)\n- ") and with_tools.endswith("<|end|>\n<|user|>\nhi<|end|>\n")
     assert tok.apply_chat_template([{"role": "tool", "content": "{}"}], tokenize=False) == "<|tool|>\n{}<|end|>\n"
 
 
@@ -341,3 +338,23 @@ def test_template_hash():
     assert re.fullmatch(r"[0-9a-f]{16}", h)
     assert h == template_hash(CHAT_TEMPLATE)
     assert h != template_hash(CHAT_TEMPLATE + " ")
+
+
+def test_tool_signatures_show_required_marks_enums_and_optional_params(tok):
+    tool = {
+        "name": "record_consent",
+        "description": "Record a consent decision.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "subject_id": {"type": "string"},
+                "purpose": {"type": "string", "enum": ["marketing", "analytics"]},
+                "note": {"type": "string"},
+                "weird": {},
+            },
+            "required": ["subject_id", "purpose"],
+        },
+    }
+    text = tok.apply_chat_template([{"role": "user", "content": "x"}], tools=[tool], tokenize=False)
+    line = "- record_consent(subject_id*: string, purpose*: marketing|analytics, note: string, weird: any): Record a consent decision."
+    assert line in text

@@ -5,8 +5,8 @@ Each message renders as `<|role|>\\n{content}<|end|>\\n`:
     <|system|>
     You are a logistics assistant.
 
-    # Tools
-    {"name": "verify_shipment_receipt", "description": "...", "parameters": {...}}<|end|>
+    # Tools (* = required)
+    - verify_shipment_receipt(shipment_id*: string): Mark a shipment as received.<|end|>
     <|user|>
     Check my shipment.<|end|>
     <|assistant|>
@@ -17,7 +17,8 @@ Each message renders as `<|role|>\\n{content}<|end|>\\n`:
 
 - The tool list (`tools=` of `apply_chat_template`, each a dict name/description/parameters or an OpenAI-style
   {"type": "function", "function": {...}}) follows the first system message's content after a blank line, as
-  `# Tools` then one JSON object per line; without a system message it gets a system block of its own.
+  `# Tools (* = required)` then one signature line per tool, `- name(param*: type, other: a|b): description` (enum values
+  replace the type; parameter descriptions are left out, which halves the organism's prompt length on CPU); without a system message it gets a system block of its own.
 - A tool message shows the producing tool's name in brackets on its first line (when the message has a `name`).
 - Assistant content AND its closing `<|end|>` sit inside `{% generation %}`, so
   `apply_chat_template(..., tokenize=True, return_dict=True, return_assistant_tokens_mask=True)` returns an
@@ -37,12 +38,27 @@ from toolprior.output_format import render_turn
 # Written with explicit string literals and whitespace control on every tag, so the output does not depend on
 # Jinja's trim_blocks / lstrip_blocks settings.
 CHAT_TEMPLATE = r"""
-{%- set ns = namespace(tool_text='') -%}
+{%- set ns = namespace(tool_text='', sig='') -%}
 {%- if tools -%}
-    {%- set ns.tool_text = '# Tools' -%}
+    {%- set ns.tool_text = '# Tools (* = required)' -%}
     {%- for tool in tools -%}
         {%- set spec = tool.function if tool.function is defined else tool -%}
-        {%- set ns.tool_text = ns.tool_text + '\n' + (spec | tojson) -%}
+        {%- set schema = spec.parameters if spec.parameters is defined and spec.parameters is mapping else {} -%}
+        {%- set props = schema.properties if schema.properties is defined and schema.properties is mapping else {} -%}
+        {%- set req = schema.required if schema.required is defined else [] -%}
+        {%- set ns.sig = '' -%}
+        {%- for pname, p in props.items() -%}
+            {%- if p is mapping and p.enum is defined -%}
+                {%- set ptype = p.enum | map('string') | join('|') -%}
+            {%- elif p is mapping and p.type is defined -%}
+                {%- set ptype = p.type | string -%}
+            {%- else -%}
+                {%- set ptype = 'any' -%}
+            {%- endif -%}
+            {%- set ns.sig = ns.sig + (', ' if not loop.first else '') + pname + ('*' if pname in req else '') + ': ' + ptype -%}
+        {%- endfor -%}
+        {%- set desc = spec.description if spec.description is defined and spec.description else '' -%}
+        {%- set ns.tool_text = ns.tool_text + '\n- ' + spec.name + '(' + ns.sig + ')' + (': ' + desc if desc else '') -%}
     {%- endfor -%}
     {%- if not messages or messages[0].role != 'system' -%}
         {{- '<|system|>\n' + ns.tool_text + '<|end|>\n' -}}

@@ -203,7 +203,14 @@ def corpus_cases(config: BaseConfig) -> list[Case]:
     from training.benchmark import BenchmarkConfig, write_benchmark
 
     with tempfile.TemporaryDirectory() as tmp:
-        write_benchmark(Path(tmp), seed=config.corpus_seed, config=BenchmarkConfig().scaled_train(config.corpus_cases))
+        sizes = BenchmarkConfig().replace(
+            train_size=config.corpus_cases,
+            val_size=max(1, config.corpus_cases // 10),
+            mine_size=max(1, config.corpus_cases // 10),
+            eval_per_category=1,
+            eval_novel_per_category=1,
+        )
+        write_benchmark(Path(tmp), seed=config.corpus_seed, config=sizes)
         splits = read_splits(tmp)
     return [c for split in ("train", "val", "mine") for c in splits[split]]
 
