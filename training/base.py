@@ -40,7 +40,7 @@ class BaseConfig:
     learning_rate: float = 3e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
-    max_steps: int = 120
+    max_steps: int = 80
     corpus_cases: int = 2500
     corpus_seed: int = 1009
     seed: int = 0
