@@ -131,6 +131,7 @@ def _build(cls: Any, data: Any, file: str, lines: dict[str, int], prefix: str, p
             problems.append(Problem(file, lines.get(dotted), dotted, f"unknown setting (known: {known})"))
             continue
         hint = hints[key]
+        value = _coerce_float(value, hint)
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, file, lines, dotted + ".", problems)
         elif not _type_ok(value, hint):
@@ -140,6 +141,19 @@ def _build(cls: Any, data: Any, file: str, lines: dict[str, int], prefix: str, p
     if problems:
         return None
     return cls(**kwargs)
+
+
+def _coerce_float(value: Any, hint: Any) -> Any:
+    """YAML 1.1 reads `1e-2` (no dot) as a string; accept it where the field wants a float."""
+    wants_float = hint is float or (
+        typing.get_origin(hint) in (typing.Union, types.UnionType) and float in typing.get_args(hint)
+    )
+    if wants_float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _hint_name(hint: Any) -> str:
