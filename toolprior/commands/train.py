@@ -63,6 +63,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--output-dir", default=None, help="override output_dir")
     sft.add_argument("--force", action="store_true", help="train even when the preflight refuses the targets")
     sft.set_defaults(func=_train_sft)
+    for name, what, config_cls, func in (
+        ("simpo", "SimPO (TRL CPOTrainer, loss simpo, cpo_alpha 0)", "SimPORunConfig", _train_simpo),
+        ("dpo", "DPO (reference = the SFT agent)", "DPORunConfig", _train_dpo),
+        ("adv-sft", "adversarial SFT (SFT on the chosen turns)", "AdvSFTRunConfig", _train_adv_sft),
+    ):
+        pref = sub.add_parser(name, help=f"{what} on mined pairs, continuing the SFT adapter, from a YAML config")
+        pref.add_argument("config", help=f"YAML file filling training.simpo.{config_cls}")
+        pref.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. training.max_steps=3"
+        )
+        pref.add_argument("--output-dir", default=None, help="override output_dir")
+        pref.set_defaults(func=func)
     train.set_defaults(func=lambda args: train.print_help() or 0)
 
 
@@ -199,3 +211,32 @@ def _train_sft(args: argparse.Namespace) -> int:
         f"best eval loss {result.best_eval_loss}, {result.trainable_params:,} trainable -> {result.adapter_dir}"
     )
     return 0
+
+
+def _train_preference(args: argparse.Namespace, config_name: str, run_name: str) -> int:
+    _quiet_libraries()
+    import training.simpo as simpo
+    from toolprior.config import load_config
+
+    overrides = list(args.set)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(getattr(simpo, config_name), args.config, overrides=overrides)
+    result = getattr(simpo, run_name)(config)
+    print(
+        f"{result.method}: {result.pairs} pairs, {result.steps} steps in {result.train_seconds:.0f} s, "
+        f"final loss {result.final_loss}, {result.trainable_params:,} trainable -> {result.adapter_dir}"
+    )
+    return 0
+
+
+def _train_simpo(args: argparse.Namespace) -> int:
+    return _train_preference(args, "SimPORunConfig", "train_simpo")
+
+
+def _train_dpo(args: argparse.Namespace) -> int:
+    return _train_preference(args, "DPORunConfig", "train_dpo")
+
+
+def _train_adv_sft(args: argparse.Namespace) -> int:
+    return _train_preference(args, "AdvSFTRunConfig", "train_adv_sft")

@@ -1,0 +1,1 @@
+"""Capture backends other than plain PyTorch hooks: nnsight and TransformerLens, for cross-checks."""
