@@ -2,8 +2,9 @@
 enterprise text, so that SFT shapes behaviour on top of a model that already knows the domain's words.
 
 The pre-training corpus is prose drawn from benchmark cases generated with a seed of its own (never the train or
-eval cases): system contexts, user requests, tool descriptions, tool results and reasoning, but not the agent output
-format. The agent format (think block, action tags) is learnt only in SFT, as for a real base model.
+eval cases): system contexts, user requests, tool descriptions, tool results and reasoning; plus a "format primer" of
+think and action blocks cut loose from their situations, so the base knows the tags' tokens (as a real base model
+knows `<think>` and `<tool_call>`) without knowing which action fits which situation. That is learnt in SFT.
 """
 
 from __future__ import annotations
@@ -83,6 +84,25 @@ def _tool_prose(tool: dict[str, Any]) -> str:
     params = tool["parameters"].get("properties", {})
     args = ", ".join(f"{name} ({spec.get('type', 'any')})" for name, spec in params.items())
     return f"The tool {tool['name']} takes {args or 'no arguments'}. {tool['description']}"
+
+
+def format_primer(cases: Sequence[Case], per_doc: int = 6, seed: int = 0) -> list[str]:
+    """Documents of agent-format blocks cut loose from their situations: think blocks from some cases, action
+    blocks from others, shuffled. The base learns the tags' tokens (their tied embeddings are also the output layer,
+    which LoRA leaves frozen) and how blocks open and close, but nothing about which action fits which context."""
+    from toolprior.output_format import render_turn
+
+    rng = random.Random(seed)
+    blocks: list[str] = []
+    for case in cases:
+        if case.gold is None:
+            continue
+        turn = render_turn(case.gold)
+        think_end = turn.index("</think>") + len("</think>")
+        blocks.append(turn[:think_end])
+        blocks.append(turn[think_end:])
+    rng.shuffle(blocks)
+    return ["\n".join(blocks[i : i + per_doc]) for i in range(0, len(blocks), per_doc)]
 
 
 def corpus_from_cases(cases: Iterable[Case]) -> list[str]:
@@ -217,5 +237,7 @@ def corpus_cases(config: BaseConfig) -> list[Case]:
 
 def build_base(config: BaseConfig, out_dir: Path, progress: bool = True) -> BaseResult:
     """`toolprior train base`: corpus, tokenizer, pre-training, saved to `out_dir`."""
-    documents = corpus_from_cases(corpus_cases(config))
+    cases = corpus_cases(config)
+    documents = corpus_from_cases(cases) + format_primer(cases, seed=config.seed)
+    random.Random(config.seed).shuffle(documents)
     return pretrain(config, documents, out_dir, progress=progress)
