@@ -1,5 +1,5 @@
 """`toolprior preflight` (which decoder matrices a LoRA config reaches, before any training) and
-`toolprior train base | sft` (the tiny base recipe and QLoRA SFT).
+`toolprior train base | sft | simpo | dpo | adv-sft` (the tiny base recipe, QLoRA SFT, preference training).
 
 MODEL is never loaded with weights: a local checkpoint's config.json is built on the meta device (shapes only, no
 memory, no downloads), so a 30B model's preflight takes a second. MODEL can also name a tiny random-weight
