@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "toolprior.commands.train",
     "toolprior.commands.evaluate",
     "toolprior.commands.pairs",
+    "toolprior.commands.probe",
+    "toolprior.commands.steer",
 )
 
 EXIT_BAD_INPUT = 2

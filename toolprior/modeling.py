@@ -180,7 +180,9 @@ def model_fingerprint(model: nn.Module) -> Fingerprint:
     Quantised and unquantised loads of the same base differ, because their stored weights differ."""
     cfg = text_config(model)
     h = hashlib.sha256()
-    h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    # The folder a model was loaded from is not part of its identity: a copied model folder keeps its vectors.
+    identity = {k: v for k, v in cfg.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    h.update(json.dumps(identity, sort_keys=True, default=str).encode())
     for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         h.update(name.encode())
         _tensor_digest(h, param)

@@ -15,17 +15,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ev.add_argument("--cases", required=True, type=Path, nargs="+", help="case JSONL file(s)")
     ev.add_argument("--out", required=True, type=Path, help="output folder (methods merge into its report.json)")
-    ev.add_argument("--method", default="sft", help="name of this method in the report (default sft)")
+    ev.add_argument(
+        "--method", default=None, help="name of this method in the report (default sft; steering with --steer)"
+    )
     ev.add_argument("--max-turns", type=int, default=1, help="1 = score the decision only; up to 16")
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-new-tokens", type=int, default=160)
     ev.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
     ev.add_argument("--trust-remote-code", action="store_true")
+    steer = ev.add_argument_group("steering (toolprior steer compute / sweep)")
+    steer.add_argument("--steer", type=Path, default=None, metavar="VECTOR", help="steer with this vector file")
+    steer.add_argument("--alpha", type=float, default=1.0, help="steering strength (default 1.0)")
+    steer.add_argument("--layers", type=_layer_list, default=None, help="layers of the vector to apply (default all)")
+    steer.add_argument(
+        "--steer-positions", choices=["all", "prompt", "generated", "from_decision"], default="all",
+        help="which positions to steer (default all)",
+    )
+    steer.add_argument("--steer-operator", choices=["add", "ablate", "ablate_then_add"], default="add")
+    steer.add_argument("--chosen-on", default=None, help="split alpha/layers were chosen on (for the report)")
     ev.set_defaults(func=_eval)
 
     rep = subparsers.add_parser("report", help="compare the report.json of several run folders side by side")
     rep.add_argument("runs", nargs="+", type=Path)
     rep.set_defaults(func=_report)
+
+
+def _layer_list(text: str) -> list[int]:
+    from toolprior.commands.steer import int_list
+
+    return int_list(text)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -46,10 +64,17 @@ def _eval(args: argparse.Namespace) -> int:
         trust_remote_code=args.trust_remote_code,
     )
     config = HarnessConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_turns=args.max_turns)
-    verdicts = evaluate(model, tokenizer, cases, config=config, desc=args.method)
-    report = write_eval_report(args.out, cases, {args.method: verdicts})
-    m = report["methods"][args.method]
-    print(f"{args.method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
+    steer, extras = None, {}
+    method = args.method or ("steering" if args.steer is not None else "sft")
+    if args.steer is not None:
+        from toolprior.commands.steer import steering_from_args
+
+        steer, steering_extras = steering_from_args(args, model, tokenizer)
+        extras = {method: steering_extras}
+    verdicts = evaluate(model, tokenizer, cases, config=config, steer=steer, desc=method)
+    report = write_eval_report(args.out, cases, {method: verdicts}, extras=extras)
+    m = report["methods"][method]
+    print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
     for action, block in m["per_action"].items():
         print(f"  {action:16s} n={block['n']:4d} acc={block['acc']:.3f} ci95={block['ci95']} top_wrong={block['top_wrong']}")
     print(f"wrote {args.out / 'report.json'}")

@@ -1,0 +1,500 @@
+"""Applying a steering vector during a forward pass or a whole generation, as a context manager.
+
+    with steer(model, vector, alpha=4.0):                          # every real position, every layer of the vector
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64)
+
+    with steer(model, vector, alpha=torch.tensor([0.0, 2.0, 4.0]), positions="from_decision", tokenizer=tok):
+        ...                                                        # one alpha per batch row
+
+    generate(model, tok, prompts, steer=steering_factory(model, vector, 4.0))   # evals.generation / evals.harness
+
+How: plain PyTorch forward hooks on the decoder blocks the vector names (their output is the residual stream
+after the block, `blocks.{i}.hook_resid_post`), plus one forward PRE-hook on the module that owns the blocks
+(LlamaModel, Qwen3Model, ...), which sees each forward pass's new token ids, its 2-D attention mask and its KV
+cache before any block runs. Every handle is removed on exit, also when the block raises. All state (the column
+count, each row's decision point) lives in the context object, one entry per batch row; nothing is stored on the
+model, so every row is steered, each by its own alpha.
+
+Positions (`positions=`), per row, over the columns of the padded sequence (prompt columns 0..P-1, generated
+columns P, P+1, ...):
+
+- ``all``           every real position: the row's prompt tokens and every generated token.
+- ``prompt``        the row's real prompt tokens only (the last one predicts the first generated token).
+- ``generated``     the positions holding generated tokens only. The FIRST generated token is predicted at the last
+                    prompt position, so it is not steered under this rule; every later one is.
+- ``from_decision`` from the row's `</think>` token on (the last token of it where it is several), whether it sits
+                    in the prompt (a forced think) or is generated; before it, nothing. The `</think>` position is
+                    where probes read the decision ("decision" in `probes.positions`) and where the next-token
+                    logits choose the action tag, so steering from there is what moves the tag. In the prompt,
+                    only a `</think>` of the turn being written counts: one followed by an end-of-turn token (an
+                    earlier turn of a multi-turn history) does not. Needs `tokenizer=`.
+
+Padding is never touched: a position is real when the forward pass's 2-D attention mask says so (the mask
+`generate` passes grows by one column per step), else when the `batch` / `attention_mask` given here says so.
+
+Under a KV cache each decode step runs one new column per row. The column offset of a forward pass is the mask's
+width minus the new tokens (or, without a 2-D mask, the cache's length), so "prompt" vs "generated" and the
+decision column are exact at every step, and a forward pass that starts a new sequence (offset 0) starts the
+bookkeeping afresh.
+
+Operators (`operator=`, or any function `(h, v, alpha) -> h'`): ``add`` h + alpha v; ``ablate`` h - (h.u)u with
+u = v/|v| (alpha unused); ``ablate_then_add`` the two in turn. `keep_norm=True` rescales each steered position
+back to its original norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from probes.hook_points import first_tensor
+from toolprior.modeling import decoder_layers
+
+if TYPE_CHECKING:
+    from evals.generation import GenerationBatch
+    from steering.vector import SteeringVector
+
+POSITIONS: tuple[str, ...] = ("all", "prompt", "generated", "from_decision")
+
+# (h [..., d], v [d], alpha broadcastable to h[..., :1]) -> h'
+Operator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Alpha = float | int | torch.Tensor | Sequence[float]
+
+
+# ------------------------------------------------------------------------------------------------------ operators
+
+
+def add(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """h + alpha v."""
+    return h + alpha * v
+
+
+def ablate(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """h - (h.u) u, u = v / |v|: the component along the vector removed (alpha unused)."""
+    u = v / v.norm().clamp_min(torch.finfo(v.dtype).tiny)
+    return h - (h @ u).unsqueeze(-1) * u
+
+
+def ablate_then_add(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Remove the component along v, then add alpha v: every position ends at the same coordinate alpha |v|."""
+    return ablate(h, v, alpha) + alpha * v
+
+
+OPERATORS: dict[str, Operator] = {"add": add, "ablate": ablate, "ablate_then_add": ablate_then_add}
+
+
+def get_operator(operator: str | Operator) -> Operator:
+    if callable(operator):
+        return operator
+    try:
+        return OPERATORS[operator]
+    except KeyError:
+        raise ValueError(f"unknown steering operator {operator!r}; expected one of {', '.join(OPERATORS)}") from None
+
+
+def steer_hidden(
+    h: torch.Tensor,
+    v: torch.Tensor,
+    alpha: torch.Tensor,
+    mask: torch.Tensor,
+    operator: Operator,
+    keep_norm: bool = False,
+) -> torch.Tensor:
+    """One block's output with the operator applied at `mask` ([B, T] bool) and left bit-for-bit alone elsewhere.
+
+    h: [B, T, d]; v: [d]; alpha: [B] (one value per row)."""
+    v = v.to(device=h.device, dtype=h.dtype)
+    a = alpha.to(device=h.device, dtype=h.dtype).reshape(-1, *([1] * (h.dim() - 1)))
+    new = operator(h, v, a)
+    if keep_norm:
+        new = new * (h.norm(dim=-1, keepdim=True) / new.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+    return torch.where(mask.to(h.device).unsqueeze(-1), new, h)
+
+
+# ------------------------------------------------------------------------------------------------------ positions
+
+
+def stop_ids(model: Any, tokenizer: Any) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos and whatever the model's generation config lists."""
+    ids: list[int] = []
+    if tokenizer is not None and tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for i in [configured] if isinstance(configured, int) else configured or []:
+        if int(i) not in ids:
+            ids.append(int(i))
+    return ids
+
+
+class PositionTracker:
+    """Which positions of each forward pass to steer, row by row, across the steps of a cached generation.
+
+    `begin((B, T), input_ids=, attention_mask=, past_length=)` is called once per forward pass before any block
+    runs and returns (and keeps as `current`) the [B, T] bool mask of positions to steer."""
+
+    def __init__(
+        self,
+        rule: str,
+        *,
+        prompt_mask: torch.Tensor | None = None,
+        prompt_ids: torch.Tensor | None = None,
+        close_ids: Sequence[int] | None = None,
+        stops: Iterable[int] = (),
+    ) -> None:
+        if rule not in POSITIONS:
+            raise ValueError(f"unknown steering positions {rule!r}; expected one of {', '.join(POSITIONS)}")
+        if rule == "from_decision" and not close_ids:
+            raise ValueError("positions='from_decision' needs the </think> token ids (pass tokenizer=)")
+        self.rule = rule
+        self.prompt_mask = None if prompt_mask is None else prompt_mask.detach().to("cpu", torch.bool)
+        self.prompt_ids = None if prompt_ids is None else prompt_ids.detach().to("cpu")
+        self.close = list(close_ids or [])
+        self.stops = set(stops)
+        self.total = 0
+        self.prompt_width: int | None = None
+        self.decision: list[int | None] = []
+        self._tails: list[list[int]] = []
+        self.current: torch.Tensor | None = None
+
+    def _new_sequence(self, batch: int, width: int) -> None:
+        self.prompt_width = int(self.prompt_mask.shape[1]) if self.prompt_mask is not None else width
+        self.decision = [None] * batch
+        self._tails = [[] for _ in range(batch)]
+
+    def begin(
+        self,
+        shape: tuple[int, int],
+        *,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: Any = None,
+        past_length: int | None = None,
+    ) -> torch.Tensor:
+        batch, n_new = int(shape[0]), int(shape[1])
+        full_mask = attention_mask if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 else None
+        if full_mask is not None and full_mask.shape[1] >= n_new:
+            offset = int(full_mask.shape[1]) - n_new
+        else:
+            full_mask = None
+            offset = int(past_length or 0)
+        if offset == 0 or self.prompt_width is None:
+            self._new_sequence(batch, n_new)
+        if len(self.decision) != batch:
+            raise RuntimeError(f"steering state is for {len(self.decision)} rows, the forward pass has {batch}")
+        if self.prompt_mask is not None and self.prompt_mask.shape[0] != batch:
+            raise ValueError(f"the attention mask given has {self.prompt_mask.shape[0]} rows, the forward pass {batch}")
+        cols = torch.arange(offset, offset + n_new)
+        if full_mask is not None:
+            real = full_mask[:, offset:].detach().to("cpu", torch.bool)
+        else:
+            real = torch.ones(batch, n_new, dtype=torch.bool)
+            if self.prompt_mask is not None:
+                inside = cols < self.prompt_mask.shape[1]
+                real[:, inside] = self.prompt_mask[:, cols[inside]]
+        assert self.prompt_width is not None
+        if self.rule == "all":
+            mask = real
+        elif self.rule == "prompt":
+            mask = real & (cols < self.prompt_width)
+        elif self.rule == "generated":
+            mask = real & (cols >= self.prompt_width)
+        else:
+            self._find_decisions(self._ids_for(input_ids, offset, (batch, n_new)), real, offset)
+            never = offset + n_new
+            starts = torch.tensor([never if d is None else d for d in self.decision], dtype=torch.long)
+            mask = real & (cols.unsqueeze(0) >= starts.unsqueeze(1))
+        self.total = offset + n_new
+        self.current = mask
+        return mask
+
+    def _ids_for(self, input_ids: torch.Tensor | None, offset: int, shape: tuple[int, int]) -> torch.Tensor:
+        if input_ids is not None:
+            return input_ids.detach().to("cpu")
+        if offset == 0 and self.prompt_ids is not None and tuple(self.prompt_ids.shape) == shape:
+            return self.prompt_ids
+        raise RuntimeError(
+            "positions='from_decision' needs the token ids of each forward pass (the model was run on embeddings)"
+        )
+
+    def _find_decisions(self, ids: torch.Tensor, real: torch.Tensor, offset: int) -> None:
+        """Record each row's decision column: its first `</think>` of the turn being written. In the prompt, an
+        end-of-turn token clears it (that `</think>` closed an earlier turn)."""
+        assert self.prompt_width is not None
+        n = len(self.close)
+        rows, flags = ids.tolist(), real.tolist()
+        for b, (row, keep) in enumerate(zip(rows, flags, strict=True)):
+            tail = self._tails[b]
+            for t, (token, is_real) in enumerate(zip(row, keep, strict=True)):
+                if not is_real:
+                    continue
+                col = offset + t
+                tail.append(token)
+                if len(tail) > n:
+                    del tail[0]
+                if tail == self.close:
+                    if self.decision[b] is None:
+                        self.decision[b] = col
+                elif col < self.prompt_width and token in self.stops:
+                    self.decision[b] = None
+
+
+# ------------------------------------------------------------------------------------------------------ the context
+
+
+def decoder_owner(model: nn.Module) -> nn.Module:
+    """The module whose direct child is the ModuleList of decoder blocks (LlamaModel, Qwen3Model, ...)."""
+    blocks = decoder_layers(model)
+    for module in model.modules():
+        if any(child is blocks for child in module.children()):
+            return module
+    raise ValueError(f"could not find the module holding the decoder blocks of {type(model).__name__}")
+
+
+def _replace_first(output: Any, new: torch.Tensor) -> Any:
+    if isinstance(output, torch.Tensor):
+        return new
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    if isinstance(output, list):
+        return [new, *output[1:]]
+    raise TypeError(f"cannot steer a block whose output is a {type(output).__name__}")
+
+
+def _owner_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """input_ids, attention_mask, the shape (B, T) and the cached length of one forward call of the block owner."""
+    input_ids = kwargs.get("input_ids")
+    if input_ids is None and args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point():
+        input_ids = args[0]
+    embeds = kwargs.get("inputs_embeds")
+    if input_ids is not None:
+        shape = tuple(input_ids.shape[:2])
+    elif isinstance(embeds, torch.Tensor):
+        shape = tuple(embeds.shape[:2])
+    else:
+        raise RuntimeError("cannot steer: the decoder was called without input_ids or inputs_embeds")
+    cache = kwargs.get("past_key_values")
+    past = None
+    if cache is not None and hasattr(cache, "get_seq_length"):
+        past = int(cache.get_seq_length())
+    return {"shape": shape, "input_ids": input_ids, "attention_mask": kwargs.get("attention_mask"), "past_length": past}
+
+
+def _alpha_tensor(alpha: Alpha) -> torch.Tensor | float:
+    if isinstance(alpha, (int, float)):
+        return float(alpha)
+    tensor = torch.as_tensor(alpha, dtype=torch.float32).detach().to("cpu")
+    if tensor.dim() == 0:
+        return float(tensor)
+    if tensor.dim() != 1:
+        raise ValueError(f"alpha must be a number or a 1-D tensor (one value per row), got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+class Steering:
+    """The context `steer` returns: hooks in on enter, out on exit (see the module docstring). Per-forward state
+    is in `tracker`; `layers` are the blocks steered."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        vector: SteeringVector,
+        alpha: Alpha = 1.0,
+        *,
+        positions: str = "all",
+        operator: str | Operator = "add",
+        keep_norm: bool = False,
+        batch: GenerationBatch | None = None,
+        attention_mask: torch.Tensor | None = None,
+        layers: Iterable[int] | None = None,
+        tokenizer: Any = None,
+        rows: torch.Tensor | Sequence[bool] | None = None,
+    ) -> None:
+        if positions not in POSITIONS:
+            raise ValueError(f"unknown steering positions {positions!r}; expected one of {', '.join(POSITIONS)}")
+        if vector.hook != "resid_post":
+            raise ValueError(f"only resid_post vectors can be applied, not {vector.hook!r}")
+        self.model = model
+        self.vector = vector if layers is None else vector.only(layers)
+        self.alpha = _alpha_tensor(alpha)
+        self.positions = positions
+        self.operator = get_operator(operator)
+        self.keep_norm = keep_norm
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.bool).detach().to("cpu")
+        blocks = decoder_layers(model)
+        bad = [layer for layer in self.vector.layers if layer >= len(blocks)]
+        if bad:
+            raise ValueError(f"the vector has layer(s) {bad}; the model has {len(blocks)} blocks")
+        if batch is not None and attention_mask is not None:
+            raise ValueError("pass batch= or attention_mask=, not both")
+        self._prompt_mask = batch.attention_mask if batch is not None else attention_mask
+        self._prompt_ids = batch.input_ids if batch is not None else None
+        self._close: list[int] | None = None
+        self._stops: list[int] = []
+        if positions == "from_decision":
+            if tokenizer is None:
+                raise ValueError("positions='from_decision' needs tokenizer= (to find </think> and end-of-turn ids)")
+            from probes.positions import think_token_ids
+
+            self._close = think_token_ids(tokenizer)[1]
+            self._stops = stop_ids(model, tokenizer)
+        self.tracker: PositionTracker | None = None
+        self._handles: list[Any] = []
+        self._on_device: tuple[Any, torch.Tensor, torch.Tensor, dict[int, torch.Tensor]] | None = None
+
+    def new_tracker(self) -> PositionTracker:
+        return PositionTracker(
+            self.positions,
+            prompt_mask=self._prompt_mask,
+            prompt_ids=self._prompt_ids,
+            close_ids=self._close,
+            stops=self._stops,
+        )
+
+    def row_alpha(self, batch: int) -> torch.Tensor:
+        """[B] alpha of each row (zero-steered rows keep their value; `rows` masks them out instead)."""
+        if isinstance(self.alpha, float):
+            return torch.full((batch,), self.alpha)
+        if self.alpha.shape[0] != batch:
+            raise ValueError(f"alpha has {self.alpha.shape[0]} values but the batch has {batch} rows")
+        return self.alpha
+
+    def edit(self, layer: int, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Block `layer`'s output `h` steered at `mask` (the [B, T] mask of the current forward pass)."""
+        # One host-to-device copy of the mask and alphas per forward pass, shared by every steered block.
+        key = (mask, h.device, h.dtype)  # holds the mask itself: compared by identity, never a recycled id
+        cached = self._on_device
+        if cached is None or cached[0][0] is not mask or cached[0][1:] != key[1:]:
+            if self.rows is not None:
+                if self.rows.shape[0] != h.shape[0]:
+                    raise ValueError(f"rows has {self.rows.shape[0]} entries but the batch has {h.shape[0]} rows")
+                mask = mask & self.rows.unsqueeze(1)
+            alpha = self.row_alpha(h.shape[0]).to(device=h.device, dtype=h.dtype)
+            self._on_device = (key, mask.to(h.device), alpha, {})
+        _, device_mask, alpha, vectors = self._on_device
+        if layer not in vectors:
+            vectors[layer] = self.vector[layer].to(device=h.device, dtype=h.dtype)
+        return steer_hidden(h, vectors[layer], alpha, device_mask, self.operator, self.keep_norm)
+
+    def __enter__(self) -> Steering:
+        if self._handles:
+            raise RuntimeError("this steering context is already active")
+        tracker = self.tracker = self.new_tracker()
+        blocks = decoder_layers(self.model)
+
+        def begin(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            tracker.begin(**_owner_inputs(args, kwargs))
+
+        def end(module: nn.Module, args: Any, output: Any) -> None:
+            tracker.current = None
+
+        def make_hook(layer: int) -> Callable[..., Any]:
+            def hook(module: nn.Module, args: Any, output: Any) -> Any:
+                mask = tracker.current
+                if mask is None:
+                    raise RuntimeError(f"block {layer} ran outside a forward pass of the model the steering hooks see")
+                return _replace_first(output, self.edit(layer, first_tensor(output), mask))
+
+            return hook
+
+        try:
+            owner = decoder_owner(self.model)
+            self._handles.append(owner.register_forward_pre_hook(begin, with_kwargs=True))
+            self._handles.append(owner.register_forward_hook(end))
+            for layer in self.vector.layers:
+                self._handles.append(blocks[layer].register_forward_hook(make_hook(layer)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._remove()
+        self.tracker = None
+
+
+def steer(
+    model: nn.Module,
+    vector: SteeringVector,
+    alpha: Alpha = 1.0,
+    *,
+    positions: str = "all",
+    operator: str | Operator = "add",
+    keep_norm: bool = False,
+    batch: GenerationBatch | None = None,
+    attention_mask: torch.Tensor | None = None,
+    layers: Iterable[int] | None = None,
+    tokenizer: Any = None,
+    rows: torch.Tensor | Sequence[bool] | None = None,
+) -> Steering:
+    """A context manager that steers `model` with `vector` while it is open (see the module docstring).
+
+    alpha: a number, or one value per batch row (a whole alpha sweep in one batch: repeat each prompt per alpha).
+    batch / attention_mask: the prompt batch (left padded) being run; needed only where the forward pass gets no
+    2-D attention mask of its own. layers: steer only these layers of the vector. rows: [B] bool, rows to steer
+    at all (conditional steering); the others are left untouched.
+
+        with steer(model, vector, alpha=4.0, positions="from_decision", tokenizer=tokenizer):
+            ids = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=64)
+    """
+    return Steering(
+        model,
+        vector,
+        alpha,
+        positions=positions,
+        operator=operator,
+        keep_norm=keep_norm,
+        batch=batch,
+        attention_mask=attention_mask,
+        layers=layers,
+        tokenizer=tokenizer,
+        rows=rows,
+    )
+
+
+def steering_factory(
+    model: nn.Module,
+    vector: SteeringVector,
+    alpha: Alpha = 1.0,
+    *,
+    positions: str = "all",
+    operator: str | Operator = "add",
+    keep_norm: bool = False,
+    layers: Iterable[int] | None = None,
+    tokenizer: Any = None,
+) -> Callable[[GenerationBatch], Steering]:
+    """A `steer=` for `evals.generation.generate` / `evals.harness.evaluate`: batch -> steering context.
+
+    A non-scalar `alpha` holds one value per PROMPT, in the caller's order (generate sorts prompts into batches;
+    the factory picks each batch's values by `batch.rows`).
+
+        verdicts = evaluate(model, tokenizer, cases, steer=steering_factory(model, vector, 4.0))
+    """
+    per_prompt = _alpha_tensor(alpha)
+    selected = vector if layers is None else vector.only(layers)
+
+    def factory(batch: GenerationBatch) -> Steering:
+        value: Alpha
+        if isinstance(per_prompt, float):
+            value = per_prompt
+        else:
+            if max(batch.rows) >= per_prompt.shape[0]:
+                raise ValueError(f"alpha has {per_prompt.shape[0]} values but prompt {max(batch.rows)} was given")
+            value = per_prompt[list(batch.rows)]
+        return steer(
+            model,
+            selected,
+            value,
+            positions=positions,
+            operator=operator,
+            keep_norm=keep_norm,
+            batch=batch,
+            tokenizer=tokenizer,
+        )
+
+    return factory

@@ -1,0 +1,395 @@
+"""Choosing where and how hard to steer, on the `mine` split only, with controls.
+
+    result = sweep(model, tokenizer, mine, vector, layers=[1, 2, 3], alphas=symmetric_alphas(8, 4))
+    best = choose(result, min_call_tool=0.9)      # max clarify accuracy with call_tool accuracy >= 0.9
+    ctrl = controls(model, tokenizer, mine, vector, layer=best.layer, alpha=best.alpha, seeds=(0, 1, 2))
+    cos = cosine_consistency(paired_differences(acts, layer, groups))
+
+Every setting is scored by `evals.harness.evaluate` + `evals.scoring.score` on the cases given, which must not
+come from eval / eval_novel (InputError): layer and alpha chosen on held-out cases would make the held-out numbers
+tuned ones. Per (layer, alpha) a `SweepPoint` holds clarify and call_tool accuracy, overall accuracy, and the share
+of cases that moved the wrong way (correct unsteered, wrong steered) or the right way.
+
+Batched alpha sweep: with single-turn scoring (`HarnessConfig.max_turns == 1`), the whole alpha grid of a layer
+runs as ONE evaluation: each case is repeated once per alpha and the steering factory gives every row its own
+alpha (a per-row alpha tensor), so the grid shares batches instead of running len(alphas) times.
+
+Controls at a chosen (layer, alpha): random directions of the same norm at the same layer (one per seed), and the
+same vector moved to other layers. A real effect beats both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from steering.conditional import refuse_held_out
+from steering.vector import SteeringVector
+
+if TYPE_CHECKING:
+    from evals.harness import HarnessConfig
+    from evals.verdicts import Verdict
+    from steering.apply import Operator
+    from toolprior.cases import Case
+
+CLARIFY, CALL_TOOL = "clarify", "call_tool"
+
+
+@dataclass
+class SweepPoint:
+    """The scores of one steering setting. `label`: "vector" for the vector itself, "baseline" for no steering,
+    "random:<seed>" and "layer:<source>-><target>" for controls. Accuracies are None where no case expects the
+    action; `moved_wrong` / `moved_right` are shares of all cases."""
+
+    label: str
+    layer: int | None
+    alpha: float
+    n: int
+    clarify_acc: float | None
+    clarify_n: int
+    call_tool_acc: float | None
+    call_tool_n: int
+    overall: float | None
+    moved_wrong: float
+    moved_right: float
+    norm: float | None = None
+    scores: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SweepResult:
+    """A sweep: the unsteered baseline and one point per setting, on the cases `case_ids` (splits `splits`)."""
+
+    baseline: SweepPoint
+    points: list[SweepPoint]
+    case_ids: list[str]
+    splits: list[str]
+    positions: str = "all"
+    operator: str = "add"
+    vector_meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted({p.layer for p in self.points if p.layer is not None})
+
+    @property
+    def alphas(self) -> list[float]:
+        return sorted({p.alpha for p in self.points})
+
+    def point(self, layer: int, alpha: float, label: str = "vector") -> SweepPoint:
+        for p in self.points:
+            if p.label == label and p.layer == layer and math.isclose(p.alpha, alpha):
+                return p
+        raise KeyError(f"no {label} point at layer {layer}, alpha {alpha}")
+
+    def grid(
+        self, metric: str = "clarify_acc", label: str = "vector"
+    ) -> tuple[list[int], list[float], list[list[float]]]:
+        """(layers, alphas, values[layer][alpha]) of `metric` (NaN where missing)."""
+        layers, alphas = self.layers, self.alphas
+        values = [[math.nan] * len(alphas) for _ in layers]
+        for p in self.points:
+            if p.label == label and p.layer in layers:
+                value = getattr(p, metric)
+                values[layers.index(p.layer)][alphas.index(p.alpha)] = math.nan if value is None else float(value)
+        return layers, alphas, values
+
+    def to_dict(self, scores: bool = False) -> dict[str, Any]:
+        def point(p: SweepPoint) -> dict[str, Any]:
+            d = p.to_dict()
+            if not scores:
+                d.pop("scores")
+            return d
+
+        return {
+            "chosen_on": self.splits,
+            "n": len(self.case_ids),
+            "positions": self.positions,
+            "operator": self.operator,
+            "baseline": point(self.baseline),
+            "points": [point(p) for p in self.points],
+            "case_ids": self.case_ids,
+            "vector_meta": self.vector_meta,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from toolprior.atomic import atomic_write_text
+
+        target = Path(path)
+        atomic_write_text(target, json.dumps(self.to_dict(), indent=1, default=str) + "\n")
+        return target
+
+
+# ---------------------------------------------------------------------------------------------------- scoring
+
+
+def _acc(verdicts: Sequence[Verdict], action: str) -> tuple[float | None, int]:
+    group = [v for v in verdicts if v.expected == action]
+    return (sum(v.correct for v in group) / len(group) if group else None), len(group)
+
+
+def score_point(
+    label: str,
+    layer: int | None,
+    alpha: float,
+    verdicts: Sequence[Verdict],
+    baseline: Sequence[Verdict] | None,
+    norm: float | None = None,
+) -> SweepPoint:
+    """A `SweepPoint` of `verdicts`, compared case by case with the unsteered `baseline` (same order)."""
+    from evals.scoring import score
+
+    clarify, n_clarify = _acc(verdicts, CLARIFY)
+    call, n_call = _acc(verdicts, CALL_TOOL)
+    n = len(verdicts)
+    wrong = right = 0
+    if baseline is not None:
+        for before, after in zip(baseline, verdicts, strict=True):
+            wrong += before.correct and not after.correct
+            right += after.correct and not before.correct
+    return SweepPoint(
+        label=label,
+        layer=layer,
+        alpha=float(alpha),
+        n=n,
+        clarify_acc=clarify,
+        clarify_n=n_clarify,
+        call_tool_acc=call,
+        call_tool_n=n_call,
+        overall=sum(v.correct for v in verdicts) / n if n else None,
+        moved_wrong=wrong / n if n else 0.0,
+        moved_right=right / n if n else 0.0,
+        norm=norm,
+        scores=score(verdicts),
+    )
+
+
+def _evaluate(
+    model: Any, tokenizer: Any, cases: Sequence[Case], config: HarnessConfig, steer: Any, desc: str
+) -> list[Verdict]:
+    from evals.harness import evaluate
+
+    return evaluate(model, tokenizer, cases, config=config, steer=steer, progress=False, desc=desc)
+
+
+def run_alphas(
+    model: Any,
+    tokenizer: Any,
+    cases: Sequence[Case],
+    vector: SteeringVector,
+    alphas: Sequence[float],
+    config: HarnessConfig,
+    *,
+    positions: str = "all",
+    operator: str | Operator = "add",
+    keep_norm: bool = False,
+    batched: bool = True,
+) -> list[list[Verdict]]:
+    """The verdicts of `cases` steered with `vector` at each alpha (one list per alpha). Batched (single-turn
+    only): one evaluation over the cases repeated per alpha, each row with its own alpha."""
+    from steering.apply import steering_factory
+
+    kw: dict[str, Any] = {"positions": positions, "operator": operator, "keep_norm": keep_norm, "tokenizer": tokenizer}
+    if batched and config.max_turns == 1 and len(alphas) > 1:
+        repeated = [c for _ in alphas for c in cases]
+        per_row = torch.tensor([float(a) for a in alphas for _ in cases])
+        verdicts = _evaluate(
+            model, tokenizer, repeated, config, steering_factory(model, vector, per_row, **kw), "sweep"
+        )
+        n = len(cases)
+        return [verdicts[i * n : (i + 1) * n] for i in range(len(alphas))]
+    return [
+        _evaluate(model, tokenizer, cases, config, steering_factory(model, vector, float(a), **kw), f"alpha {a:g}")
+        for a in alphas
+    ]
+
+
+def sweep(
+    model: Any,
+    tokenizer: Any,
+    cases: Sequence[Case],
+    vector: SteeringVector,
+    layers: Sequence[int],
+    alphas: Sequence[float],
+    *,
+    config: HarnessConfig | None = None,
+    positions: str = "all",
+    operator: str | Operator = "add",
+    keep_norm: bool = False,
+    batched: bool = True,
+    progress: bool = False,
+) -> SweepResult:
+    """Score `vector` at each layer (alone) x alpha on `cases` (the mine split; eval cases are refused).
+
+    Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring."""
+    from tqdm.auto import tqdm
+
+    from evals.harness import HarnessConfig
+
+    refuse_held_out(cases, "a steering sweep")
+    if not cases:
+        raise ValueError("no cases to sweep on")
+    config = config or HarnessConfig(max_turns=1)
+    baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    base_point = score_point("baseline", None, 0.0, baseline, baseline)
+    points = []
+    for layer in tqdm(list(layers), desc="sweep layers", disable=not progress):
+        single = vector.only([layer])
+        runs = run_alphas(
+            model,
+            tokenizer,
+            cases,
+            single,
+            alphas,
+            config,
+            positions=positions,
+            operator=operator,
+            keep_norm=keep_norm,
+            batched=batched,
+        )
+        norm = single.norms()[layer]
+        points += [score_point("vector", layer, a, v, baseline, norm) for a, v in zip(alphas, runs, strict=True)]
+    return SweepResult(
+        baseline=base_point,
+        points=points,
+        case_ids=[c.id for c in cases],
+        splits=sorted({c.split for c in cases}),
+        positions=positions,
+        operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+        vector_meta=dict(vector.meta),
+    )
+
+
+def symmetric_alphas(max_alpha: float, steps: int = 4) -> list[float]:
+    """`steps` evenly spaced alphas on each side of 0, and 0: the dose-response grid in both signs."""
+    if steps < 1 or max_alpha <= 0:
+        raise ValueError("symmetric_alphas needs steps >= 1 and max_alpha > 0")
+    side = [max_alpha * (i + 1) / steps for i in range(steps)]
+    return [-a for a in reversed(side)] + [0.0] + side
+
+
+def choose(result: SweepResult, min_call_tool: float | None = None, max_drop: float = 0.05) -> SweepPoint | None:
+    """The setting with the highest clarify accuracy among those whose call_tool accuracy is >= the floor; ties
+    go to the smaller |alpha|, then the earlier layer. Floor: `min_call_tool`, else the baseline's call_tool
+    accuracy minus `max_drop`. Only the vector's own points are candidates (not controls); None when none
+    qualifies. The choice is made on `result`'s cases, which `sweep` made sure are not eval cases."""
+    floor = min_call_tool
+    if floor is None and result.baseline.call_tool_acc is not None:
+        floor = result.baseline.call_tool_acc - max_drop
+    candidates = [
+        p
+        for p in result.points
+        if p.label == "vector" and (floor is None or p.call_tool_acc is None or p.call_tool_acc >= floor - 1e-12)
+    ]
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda p: (-math.inf if p.clarify_acc is None else p.clarify_acc, -abs(p.alpha), -(p.layer or 0)),
+    )
+
+
+# --------------------------------------------------------------------------------------------------- controls
+
+
+def random_control(vector: SteeringVector, layer: int, seed: int) -> SteeringVector:
+    """A random Gaussian direction at `layer` with the same norm as the vector there."""
+    target = vector[layer]
+    generator = torch.Generator().manual_seed(seed)
+    direction = torch.randn(target.shape[0], generator=generator, dtype=torch.float32)
+    scaled = direction / direction.norm() * target.float().norm()
+    meta = {**vector.meta, "control": f"random:{seed}"}
+    return SteeringVector({layer: scaled.to(target.dtype)}, hook=vector.hook, meta=meta)
+
+
+def other_layers(n_layers: int, layer: int, count: int = 1, seed: int = 0) -> list[int]:
+    """`count` layers other than `layer`, drawn at random (seeded) from the model's `n_layers`."""
+    pool = [i for i in range(n_layers) if i != layer]
+    return sorted(random.Random(seed).sample(pool, min(count, len(pool))))
+
+
+def controls(
+    model: Any,
+    tokenizer: Any,
+    cases: Sequence[Case],
+    vector: SteeringVector,
+    layer: int,
+    alpha: float,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    layers: Sequence[int] | None = None,
+    config: HarnessConfig | None = None,
+    positions: str = "all",
+    operator: str | Operator = "add",
+) -> SweepResult:
+    """The vector at (layer, alpha) next to its controls: random directions of equal norm at `layer` (one per
+    seed) and the vector moved to `layers` (default: one other layer at random)."""
+    from evals.harness import HarnessConfig
+    from toolprior.modeling import decoder_layers
+
+    refuse_held_out(cases, "steering controls")
+    config = config or HarnessConfig(max_turns=1)
+    targets = (
+        list(layers)
+        if layers is not None
+        else other_layers(len(decoder_layers(model)), layer, 1, seed=seeds[0] if seeds else 0)
+    )
+    settings: list[tuple[str, int, SteeringVector]] = [("vector", layer, vector.only([layer]))]
+    settings += [(f"random:{s}", layer, random_control(vector, layer, s)) for s in seeds]
+    settings += [(f"layer:{layer}->{t}", t, vector.at_layer(t, source=layer)) for t in targets]
+    baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    points = []
+    for label, at, candidate in settings:
+        (verdicts,) = run_alphas(
+            model, tokenizer, cases, candidate, [alpha], config, positions=positions, operator=operator
+        )
+        points.append(score_point(label, at, alpha, verdicts, baseline, candidate.norms()[at]))
+    return SweepResult(
+        baseline=score_point("baseline", None, 0.0, baseline, baseline),
+        points=points,
+        case_ids=[c.id for c in cases],
+        splits=sorted({c.split for c in cases}),
+        positions=positions,
+        operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+        vector_meta=dict(vector.meta),
+    )
+
+
+# -------------------------------------------------------------------------------------------- cosine consistency
+
+
+@dataclass
+class CosineConsistency:
+    """How much the per-pair differences agree: `mean_pairwise` is the mean cosine over all pairs of pairs
+    (i != j); `with_mean[i]` is pair i's cosine with the mean difference."""
+
+    mean_pairwise: float
+    with_mean: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean_pairwise": self.mean_pairwise, "with_mean": self.with_mean, "n": len(self.with_mean)}
+
+
+def cosine_consistency(differences: torch.Tensor) -> CosineConsistency:
+    """Cosine consistency of paired differences [P, d] (P >= 2)."""
+    d = differences.to(torch.float64)
+    if d.dim() != 2 or d.shape[0] < 2:
+        raise ValueError(f"need at least two paired differences [P, d], got shape {tuple(d.shape)}")
+    unit = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    cos = unit @ unit.T
+    p = d.shape[0]
+    mean_pairwise = float((cos.sum() - cos.diagonal().sum()) / (p * (p - 1)))
+    mean = d.mean(dim=0)
+    with_mean = (unit @ (mean / mean.norm().clamp_min(1e-12))).tolist()
+    return CosineConsistency(mean_pairwise, [float(x) for x in with_mean])
