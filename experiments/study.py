@@ -1,0 +1,309 @@
+"""`toolprior study CONFIG`: one command from nothing to "steering vs SimPO" on the same held-out cases.
+
+Stages (each cached under runs/<name>/stages/, so a rerun after an interrupt skips what finished):
+data -> sft -> eval_sft (eval + eval_novel, and mine for pairs and sweeps) -> probe (train split) ->
+steer_compute (train split) -> steer_sweep (mine only; layer and alpha chosen there) -> eval of guardrail,
+steering, conditional steering and the random-direction control -> pairs (mine failures) -> simpo -> eval of simpo
+and simpo+steering -> report (report.json / report.md / plots; paired tests, collateral damage, KL, cost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from experiments.stages import StageRunner
+from experiments.study_config import StudyConfig
+from toolprior.atomic import atomic_write_text
+from toolprior.config import dump_yaml
+
+
+class Study:
+    """State shared by the stages of one study run."""
+
+    def __init__(self, config: StudyConfig, progress: bool = True):
+        self.config = config
+        self.run = Path(config.out_dir) / config.name
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.stages = StageRunner(self.run)
+        self._agent: tuple[Any, Any] | None = None
+        self._cases: dict[str, list[Any]] = {}
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    @property
+    def data_dir(self) -> Path:
+        return self.run / "data"
+
+    @property
+    def sft_dir(self) -> Path:
+        return self.run / "sft"
+
+    def cases(self, split: str) -> list[Any]:
+        from toolprior.case_io import read_cases
+
+        if split not in self._cases:
+            self._cases[split] = read_cases(self.data_dir / f"{split}.jsonl")
+        return self._cases[split]
+
+    @property
+    def held_out(self) -> list[Any]:
+        return self.cases("eval") + self.cases("eval_novel")
+
+    def harness(self) -> Any:
+        from evals.harness import HarnessConfig
+
+        e = self.config.eval
+        return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
+
+    def agent(self, adapter: Path | None = None) -> tuple[Any, Any]:
+        """(model, tokenizer) of base + adapter (the SFT adapter by default), loaded once per adapter."""
+        from toolprior.modeling import load_model, load_tokenizer
+
+        adapter = adapter or self.sft_dir / "adapter"
+        if self._agent is None or self._agent[0].__dict__.get("_toolprior_adapter") != str(adapter):
+            tokenizer = load_tokenizer(self.config.base)
+            model = load_model(self.config.base, quantize=self.config.quantize, adapter=adapter)
+            model.__dict__["_toolprior_adapter"] = str(adapter)
+            self._agent = (model, tokenizer)
+        return self._agent
+
+    def verdicts_path(self, name: str) -> Path:
+        return self.run / "verdicts_cache" / f"{name}.jsonl"
+
+    def save_verdicts(self, name: str, verdicts: list[Any]) -> None:
+        from evals.verdicts import write_verdicts
+
+        write_verdicts(self.verdicts_path(name), verdicts)
+
+    def load_verdicts(self, name: str) -> list[Any]:
+        from evals.verdicts import read_verdicts
+
+        return read_verdicts(self.verdicts_path(name))
+
+    def evaluate(self, name: str, cases: list[Any], steer: Any = None, adapter: Path | None = None) -> dict[str, Any]:
+        from evals.harness import evaluate
+
+        model, tokenizer = self.agent(adapter)
+        start = time.perf_counter()
+        verdicts = evaluate(model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name)
+        seconds = time.perf_counter() - start
+        self.save_verdicts(name, verdicts)
+        return {"cases": len(cases), "infer_s": round(seconds, 2)}
+
+    # ------------------------------------------------------------------------------------------------- stages
+    def stage_data(self) -> dict[str, Any]:
+        from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+
+        d = self.config.data
+        bench = BenchmarkConfig().replace(
+            train_size=d.train_size,
+            val_size=d.val_size,
+            mine_size=d.mine_size,
+            eval_per_category=d.eval_per_category,
+            eval_novel_per_category=d.eval_novel_per_category,
+        )
+        if d.train_mix:
+            bench = bench.replace(train_mix=parse_mix(d.train_mix))
+        summary = write_benchmark(self.data_dir, seed=d.seed, config=bench)
+        return {"describe": summary.describe()}
+
+    def stage_sft(self) -> dict[str, Any]:
+        from toolprior.config import load_config
+        from training.sft import SFTRunConfig, train_sft
+
+        overrides = [
+            f"output_dir={self.sft_dir}",
+            f"model.base={self.config.base}",
+            f"model.quantize={self.config.quantize}",
+            f"data.dir={self.data_dir}",
+            *self.config.sft_set,
+        ]
+        result = train_sft(load_config(SFTRunConfig, self.config.sft_config, overrides=overrides))
+        return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "best_eval_loss": result.best_eval_loss}
+
+    def stage_eval_sft(self) -> dict[str, Any]:
+        held = self.evaluate("sft", self.held_out)
+        mine = self.evaluate("sft_mine", self.cases("mine"))
+        return {"held_out": held, "mine": mine}
+
+    def stage_guardrail(self) -> dict[str, Any]:
+        from steering.guardrail import guardrail_evaluate
+
+        model, tokenizer = self.agent()
+        first = [v.output for v in self.load_verdicts("sft")]
+        start = time.perf_counter()
+        verdicts = guardrail_evaluate(model, tokenizer, self.held_out, self.harness(), first_outputs=first)
+        self.save_verdicts("guardrail", verdicts)
+        return {"infer_s": round(time.perf_counter() - start, 2)}
+
+    def steering_layers(self, model: Any) -> list[int]:
+        from toolprior.modeling import decoder_layers
+
+        return self.config.steering.layers or list(range(len(decoder_layers(model))))
+
+    def stage_steer_compute(self) -> dict[str, Any]:
+        from steering.compute import compute_from_cases
+
+        s = self.config.steering
+        model, tokenizer = self.agent()
+        vector = compute_from_cases(
+            model,
+            tokenizer,
+            self.cases(s.source_split),
+            self.steering_layers(model),
+            method=s.method,
+            source=s.source,
+            position=s.position,
+            progress=self.progress,
+        )
+        path = self.run / "steering" / "vector.safetensors"
+        vector.save(path)
+        return {"vector": str(path), "layers": vector.layers, "norms": vector.norms()}
+
+    def vector(self) -> Any:
+        from steering.vector import SteeringVector
+
+        model, tokenizer = self.agent()
+        return SteeringVector.load(self.run / "steering" / "vector.safetensors", model=model, tokenizer=tokenizer)
+
+    def mine_for_sweep(self) -> list[Any]:
+        mine = self.cases("mine")
+        limit = self.config.steering.mine_cases
+        return mine[:limit] if limit else mine
+
+    def stage_steer_sweep(self) -> dict[str, Any]:
+        from steering.plots import plot_dose_response, plot_heatmap
+        from steering.sweep import choose, sweep
+
+        s = self.config.steering
+        model, tokenizer = self.agent()
+        vector = self.vector()
+        result = sweep(
+            model,
+            tokenizer,
+            self.mine_for_sweep(),
+            vector,
+            layers=self.steering_layers(model),
+            alphas=s.alphas,
+            config=self.harness(),
+            positions=s.apply_positions,
+            progress=self.progress,
+        )
+        best = choose(result, min_call_tool=s.min_call_tool)
+        out = self.run / "steering"
+        atomic_write_text(out / "sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        plots = self.run / "plots"
+        plot_dose_response(result, plots / "steering_dose_response.png")
+        plot_heatmap(result, plots / "steering_layer_alpha.png")
+        chosen = None if best is None else {"layer": best.layer, "alpha": best.alpha, "chosen_on": "mine"}
+        atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
+        return {"chosen": chosen, "baseline": asdict(result.baseline) if hasattr(result.baseline, "__dataclass_fields__") else None}
+
+    def chosen(self) -> dict[str, Any] | None:
+        return json.loads((self.run / "steering" / "chosen.json").read_text())
+
+    def stage_eval_steering(self) -> dict[str, Any]:
+        from steering.apply import steering_factory
+        from steering.conditional import fit_conditional
+        from steering.sweep import random_control
+
+        chosen = self.chosen()
+        if chosen is None:
+            return {"skipped": "no layer x alpha met the call_tool floor on mine"}
+        s = self.config.steering
+        model, tokenizer = self.agent()
+        vector = self.vector()
+        layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
+        single = vector.only([layer])
+        out: dict[str, Any] = {}
+        factory = steering_factory(model, single, alpha, positions=s.apply_positions, tokenizer=tokenizer)
+        out["steering"] = self.evaluate("steering", self.held_out, steer=factory)
+        control = random_control(vector, layer, seed=s.random_seeds[0])
+        factory = steering_factory(model, control, alpha, positions=s.apply_positions, tokenizer=tokenizer)
+        out["steering_random"] = self.evaluate("steering_random", self.held_out, steer=factory)
+        conditional = fit_conditional(
+            model,
+            tokenizer,
+            single,
+            layer=layer,
+            alpha=alpha,
+            train_cases=self.cases("train"),
+            mine_cases=self.mine_for_sweep(),
+            target=s.conditional_target,
+            positions=s.apply_positions,
+        )
+        out["conditional_steering"] = self.evaluate("conditional_steering", self.held_out, steer=conditional.factory(model))
+        out["threshold"] = float(conditional.threshold)
+        return out
+
+    def stage_pairs(self) -> dict[str, Any]:
+        from training.pairs import mine_pairs, pair_stats, write_pairs
+
+        pairs = mine_pairs(self.cases("mine"), self.load_verdicts("sft_mine"), eval_cases=self.held_out)
+        write_pairs(self.run / "pairs.jsonl", pairs.pairs)
+        print(pair_stats(pairs.pairs))
+        return {"pairs": len(pairs.pairs), "counts": dict(pairs.counts)}
+
+    def stage_simpo(self) -> dict[str, Any]:
+        from toolprior.config import load_config
+        from training.simpo import SimPORunConfig, train_simpo
+
+        overrides = [
+            f"output_dir={self.run / 'simpo'}",
+            f"model.base={self.config.base}",
+            f"model.adapter={self.sft_dir / 'adapter'}",
+            f"data.pairs_file={self.run / 'pairs.jsonl'}",
+            f"data.eval_files=[{self.data_dir / 'eval.jsonl'}, {self.data_dir / 'eval_novel.jsonl'}]",
+            *self.config.simpo_set,
+        ]
+        result = train_simpo(load_config(SimPORunConfig, self.config.simpo_config, overrides=overrides))
+        return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "pairs": result.pairs}
+
+    def stage_eval_simpo(self) -> dict[str, Any]:
+        from steering.apply import steering_factory
+
+        adapter = self.run / "simpo" / "adapter"
+        out = {"simpo": self.evaluate("simpo", self.held_out, adapter=adapter)}
+        chosen = self.chosen()
+        if chosen is not None and "simpo_steering" in self.config.methods:
+            model, tokenizer = self.agent(adapter)
+            # The vector was computed on the SFT agent; applied unchanged to the SimPO agent (same base, same layers).
+            from steering.vector import SteeringVector
+
+            vector = SteeringVector.load(self.run / "steering" / "vector.safetensors").only([int(chosen["layer"])])
+            factory = steering_factory(model, vector, float(chosen["alpha"]), positions=self.config.steering.apply_positions, tokenizer=tokenizer)
+            out["simpo_steering"] = self.evaluate("simpo_steering", self.held_out, steer=factory, adapter=adapter)
+        return out
+
+
+def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every stage of a study and write the report; returns report.json's content."""
+    from experiments.study_report import write_study_report
+
+    study = Study(config, progress=progress)
+    atomic_write_text(study.run / "config.yaml", dump_yaml(config))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    wanted = set(config.methods)
+    study.stages.run("data", study.stage_data)
+    study.stages.run("sft", study.stage_sft)
+    study.stages.run("eval_sft", study.stage_eval_sft)
+    if config.probe.enabled:
+        from experiments.study_probe import stage_probe
+
+        study.stages.run("probe", lambda: stage_probe(study))
+    if "guardrail" in wanted:
+        study.stages.run("guardrail", study.stage_guardrail)
+    if wanted & {"steering", "conditional_steering", "steering_random", "simpo_steering"}:
+        study.stages.run("steer_compute", study.stage_steer_compute)
+        study.stages.run("steer_sweep", study.stage_steer_sweep)
+        study.stages.run("eval_steering", study.stage_eval_steering)
+    if wanted & {"simpo", "simpo_steering"}:
+        study.stages.run("pairs", study.stage_pairs)
+        study.stages.run("simpo", study.stage_simpo)
+        study.stages.run("eval_simpo", study.stage_eval_simpo)
+    return write_study_report(study)

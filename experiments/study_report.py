@@ -1,0 +1,85 @@
+"""The study's report: every method's verdicts on the same eval + eval_novel ids, with cost, the chosen steering
+setting, the probe block, collateral damage, next-token KL on neutral prompts and per-split scores."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from evals.report import render_markdown, write_eval_report
+from evals.scoring import score_by_split
+from toolprior.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from experiments.study import Study
+
+
+def _stage(study: Study, name: str) -> dict[str, Any]:
+    path = study.run / "stages" / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _costs(study: Study) -> dict[str, dict[str, Any]]:
+    sft_train = _stage(study, "sft").get("train_s")
+    base_infer = _stage(study, "eval_sft").get("held_out", {}).get("infer_s")
+    steering = _stage(study, "eval_steering")
+    simpo = _stage(study, "eval_simpo")
+    infer = {
+        "sft": base_infer,
+        "guardrail": _stage(study, "guardrail").get("infer_s"),
+        "steering": steering.get("steering", {}).get("infer_s"),
+        "steering_random": steering.get("steering_random", {}).get("infer_s"),
+        "conditional_steering": steering.get("conditional_steering", {}).get("infer_s"),
+        "simpo": simpo.get("simpo", {}).get("infer_s"),
+        "simpo_steering": simpo.get("simpo_steering", {}).get("infer_s"),
+    }
+    simpo_train = _stage(study, "simpo").get("train_s", 0.0)
+    train = {
+        "sft": sft_train,
+        "guardrail": 0.0,
+        "steering": _stage(study, "steer_compute").get("seconds", 0.0) + _stage(study, "steer_sweep").get("seconds", 0.0),
+        "simpo": simpo_train,
+    }
+    train["steering_random"] = train["steering"]
+    train["conditional_steering"] = train["steering"]
+    train["simpo_steering"] = (simpo_train or 0.0) + train["steering"]
+    out = {}
+    for method, seconds in infer.items():
+        if seconds is None:
+            continue
+        overhead = round(seconds / base_infer, 3) if base_infer else None
+        out[method] = {"train_s": train.get(method), "infer_s": seconds, "infer_overhead": overhead}
+    return out
+
+
+def write_study_report(study: Study) -> dict[str, Any]:
+    from experiments.comparison import collateral
+
+    methods: dict[str, list[Any]] = {}
+    for name in study.config.methods:
+        if study.verdicts_path(name).is_file():
+            methods[name] = study.load_verdicts(name)
+    costs = _costs(study)
+    chosen = (study.run / "steering" / "chosen.json")
+    chosen_setting = json.loads(chosen.read_text()) if chosen.is_file() else None
+    extras: dict[str, dict[str, Any]] = {}
+    for name, verdicts in methods.items():
+        extra: dict[str, Any] = {"cost": costs.get(name, {}), "by_split": score_by_split(verdicts)}
+        if name in ("steering", "steering_random", "conditional_steering", "simpo_steering") and chosen_setting:
+            extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
+        if name in ("simpo", "simpo_steering"):
+            extra.update({"pairs": _stage(study, "pairs").get("pairs"), "pairs_from": "mine"})
+        if name == "conditional_steering":
+            extra["threshold_chosen_on"] = "mine"
+        extras[name] = extra
+    report = write_eval_report(study.run, study.held_out, methods, extras=extras)
+    report["collateral"] = {"reference": "sft", "split": "eval+eval_novel", "methods": collateral(report["methods"])}
+    probe = study.run / "probe" / "probe_block.json"
+    if probe.is_file():
+        report["probe"] = json.loads(probe.read_text())
+    sweep = _stage(study, "steer_sweep")
+    if sweep:
+        report["steering_selection"] = {"split": "mine", **sweep}
+    atomic_write_text(study.run / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(study.run / "report.md", render_markdown(report))
+    return report
