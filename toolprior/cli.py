@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "toolprior.commands.demo",
     "toolprior.commands.train",
     "toolprior.commands.evaluate",
+    "toolprior.commands.study",
     "toolprior.commands.pairs",
     "toolprior.commands.probe",
     "toolprior.commands.steer",

@@ -1,0 +1,160 @@
+"""The probe runner end to end on a real tiny agent (Qwen3 + a real PEFT LoRA adapter), its CLI, and the README's
+example script."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+
+import pytest
+import torch
+
+from probes.experiment import ProbeExperimentConfig, random_twin, run_probe_experiment
+from probes.fit import ProbeWeights
+from toolprior.cli import main
+from toolprior.config import load_config
+from toolprior.errors import InputError
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory, tiny_tokenizer):
+    """A tiny Qwen3 saved as a model folder, a LoRA adapter on it with non-zero weights (so switching it off changes
+    the activations), and a small generated benchmark with clarify / call_tool twins."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.conftest import make_tiny_qwen3
+    from training.benchmark import BenchmarkConfig, write_benchmark
+
+    root = tmp_path_factory.mktemp("probe_agent")
+    model = make_tiny_qwen3(tiny_tokenizer, seed=3)
+    model.save_pretrained(root / "model")
+    tiny_tokenizer.save_pretrained(root / "model")
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(root / "adapter")
+    config = BenchmarkConfig().replace(
+        train_size=40,
+        val_size=5,
+        mine_size=5,
+        eval_per_category=1,
+        eval_novel_per_category=1,
+        twin_pairs={"train": 4, "val": 0, "mine": 0, "eval": 0, "eval_novel": 0},
+    )
+    write_benchmark(root / "data", seed=0, config=config)
+    return root
+
+
+def overrides(agent, *extra: str) -> list[str]:
+    return [
+        f"model.path={agent / 'model'}",
+        f"data.cases=[{agent / 'data' / 'train.jsonl'}]",
+        "capture.positions=[decision]",
+        "capture.batch_size=8",
+        "probes.methods=[logreg]",
+        "probes.folds=3",
+        "patching.k=3",
+        "patching.max_pairs=2",
+        *extra,
+    ]
+
+
+def test_runner_end_to_end_writes_the_report_block_and_plots(agent, tmp_path):
+    config = load_config(ProbeExperimentConfig, None, overrides(agent, f"model.adapter={agent / 'adapter'}"))
+    out = tmp_path / "run"
+    summary = run_probe_experiment(config, out, progress=False)
+
+    block = json.loads((out / "probe_block.json").read_text())
+    assert block == summary["probe"]
+    assert block["position"] == "decision" and block["task"] == "clarify_vs_call_tool"
+    assert [row["layer"] for row in block["layers"]] == [0, 1]
+    for row in block["layers"]:
+        assert {"layer", "acc", "control_acc", "selectivity", "auroc", "perm_acc", "base_acc"} <= set(row)
+    selective = [r for r in block["layers"] if r["selectivity"] > 0]
+    expected = max(selective, key=lambda r: r["acc"])["layer"] if selective else None
+    assert block["best_layer"] == expected
+    assert summary["baseline"] == "base model (adapter disabled)"
+    assert set(summary["curves"]) == {
+        "decision__resid_post__clarify_vs_call_tool__logreg",
+        "decision__resid_post__five_way__logreg",
+    }
+
+    plots = {p.name for p in (out / "plots").iterdir()}
+    assert {
+        "layer_curve__decision__resid_post__clarify_vs_call_tool__logreg.png",
+        "layer_curve__decision__resid_post__five_way__logreg.png",
+        "logit_lens.png",
+        "patching_resid_exact.png",
+        "patching_resid_attribution.png",
+        "patching_heads_exact.png",
+        "patching_heads_attribution.png",
+        "patching_exact_vs_attribution.png",
+    } <= plots
+    assert all((out / "plots" / name).read_bytes()[:8] == PNG for name in plots)
+
+    lens = json.loads((out / "logit_lens.json").read_text())
+    assert lens["final_max_abs_diff"] < 1e-4
+    patching = json.loads((out / "patching.json").read_text())
+    assert patching["pairs"] == 2 and patching["resid_exact"]["columns"] == [0, 1, 2]
+    assert set(patching["comparison_resid"]["denoise"]) >= {"spearman", "top_layers_agree", "exact_layer_ranking"}
+    probes = ProbeWeights.load(out / "probes" / "decision__resid_post__clarify_vs_call_tool__logreg")
+    assert probes["blocks.1.hook_resid_post"].direction.shape == (64,)
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"non-JSON constant {constant} written")
+
+    for name in ("summary.json", "patching.json", "probe_block.json", "logit_lens.json"):
+        json.loads((out / name).read_text(), parse_constant=strict)
+    assert (out / "config.yaml").is_file()
+
+
+def test_runner_refuses_held_out_splits(agent, tmp_path):
+    config = load_config(ProbeExperimentConfig, None, overrides(agent, "data.splits=[train, eval]"))
+    with pytest.raises(InputError, match="held out"):
+        run_probe_experiment(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_probe_command_reports_bad_settings_in_one_line(agent, tmp_path, capsys):
+    config = tmp_path / "probe.yaml"
+    config.write_text(f"model:\n  path: {agent / 'model'}\nprobes:\n  taskz: [five_way]\n")
+    assert main(["probe", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{config}:4" in err[0] and "probes.taskz" in err[0]
+    config.write_text("data:\n  splits: [eval]\n")
+    assert main(["probe", str(config), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data.splits" in err[0]
+
+
+def test_random_baseline_differs_from_the_agent(tiny_tokenizer):
+    from tests.conftest import make_tiny_qwen3
+    from toolprior.modeling import model_fingerprint
+
+    model = make_tiny_qwen3(tiny_tokenizer, seed=0)
+    fresh = random_twin(model, seed=0)
+    assert type(fresh) is type(model)
+    assert model_fingerprint(fresh).id != model_fingerprint(model).id
+    assert model_fingerprint(random_twin(model, seed=0)).id == model_fingerprint(fresh).id  # reproducible
+
+
+def test_probe_example_script_runs_on_a_local_model(agent, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "probe_example.py"
+    out = tmp_path / "example"
+    argv = [str(script), str(agent / "model"), str(agent / "data" / "train.jsonl"), str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(script), run_name="__main__")
+    block = json.loads(capsys.readouterr().out)
+    assert block["position"] == "decision" and len(block["layers"]) == 2
+    assert (out / "layer_curve.png").read_bytes()[:8] == PNG

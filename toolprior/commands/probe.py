@@ -1,0 +1,46 @@
+"""`toolprior probe CONFIG`: where the call-tool prior lives (probes.experiment)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    probe = subparsers.add_parser(
+        "probe",
+        help="probe the agent's activations: layer curves, logit lens, activation patching",
+        description=(
+            "Captures the agent's activations on the TRAIN split (held-out splits are refused), fits per-layer probes "
+            "cross-validated by surface template with control tasks and a base-model baseline, reads the logit lens "
+            "at the decision point, and patches activations between twin cases (exact and attribution patching). "
+            "Writes probe_block.json (the probe block of report.json), summary.json, curves/, probes/ and plots/."
+        ),
+    )
+    probe.add_argument("config", help="YAML file filling probes.experiment.ProbeExperimentConfig")
+    probe.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. patching.k=8 (repeatable)"
+    )
+    probe.add_argument("--out", default=None, help="output folder (overrides output_dir)")
+    probe.add_argument("--quiet", action="store_true", help="no progress output")
+    probe.set_defaults(func=_probe)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    import json
+
+    from probes.experiment import ProbeExperimentConfig, run_probe_experiment, validate_config
+    from toolprior.config import load_config
+
+    overrides = list(args.set)
+    if args.out:
+        overrides.append(f"output_dir={args.out}")
+    config = load_config(ProbeExperimentConfig, args.config, overrides=overrides)
+    validate_config(config, file=str(args.config))
+    summary = run_probe_experiment(config, progress=not args.quiet)
+    block = summary.get("probe")
+    if block is not None:
+        print(f"probe ({block['task']}, {block['method']} at {block['position']}): best layer {block['best_layer']}")
+        for row in block["layers"]:
+            print(json.dumps({k: row.get(k) for k in ("layer", "acc", "control_acc", "selectivity")}))
+    print(f"wrote {config.output_dir}")
+    return 0
