@@ -107,6 +107,16 @@ def case_row(case: Case) -> dict[str, Any]:
     return {"messages": messages, "tools": json.dumps(tools, ensure_ascii=False)}
 
 
+def fit_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """Rows whose tokenized conversation fits in `max_length`, and how many were left out."""
+    kept = []
+    for row in rows:
+        text = tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]) or None, tokenize=False)
+        if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= max_length:
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
 def load_training_cases(config: SFTRunConfig) -> tuple[list[Case], list[Case]]:
     from toolprior.case_io import read_cases
 
@@ -213,8 +223,13 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     print(report.format())
     check_or_raise(report, force=config.force)
 
-    train_ds = Dataset.from_list([case_row(c) for c in train_cases])
-    val_ds = Dataset.from_list([case_row(c) for c in val_cases]) if val_cases else None
+    train_rows, dropped = fit_rows([case_row(c) for c in train_cases], tokenizer, config.training.max_length)
+    val_rows, val_dropped = fit_rows([case_row(c) for c in val_cases], tokenizer, config.training.max_length)
+    if dropped or val_dropped:
+        # TRL truncates from the end, which is where the assistant's action is: drop such cases instead.
+        print(f"left out {dropped} train and {val_dropped} val cases longer than max_length={config.training.max_length}")
+    train_ds = Dataset.from_list(train_rows)
+    val_ds = Dataset.from_list(val_rows) if val_rows else None
     use_cpu = not torch.cuda.is_available() or config.model.device == "cpu"
     args = sft_config(config, use_cpu=use_cpu, has_eval=val_ds is not None)
     callbacks = []

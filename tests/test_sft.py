@@ -1,0 +1,139 @@
+"""QLoRA SFT on a real tiny NF4 model: assistant-only labels, and resume after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_tiny_qwen3
+from toolprior.case_io import read_cases
+from toolprior.config import load_config
+from training.benchmark import BenchmarkConfig, write_benchmark
+from training.sft import SFTRunConfig, case_row, lora_config, sft_config
+
+SMALL = BenchmarkConfig().replace(train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_tokenizer):
+    root = tmp_path_factory.mktemp("sft")
+    base = root / "base"
+    make_tiny_qwen3(tiny_tokenizer, seed=0).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    write_benchmark(root / "data", seed=3, config=SMALL)
+    return root
+
+
+def config_for(world: Path, out: Path, *extra: str) -> SFTRunConfig:
+    overrides = [
+        f"output_dir={out}",
+        f"model.base={world / 'base'}",
+        f"data.dir={world / 'data'}",
+        "lora.r=8",
+        "lora.alpha=16",
+        "training.per_device_train_batch_size=4",
+        "training.gradient_accumulation_steps=1",
+        "training.max_length=4096",
+        *extra,
+    ]
+    return load_config(SFTRunConfig, Path("experiments/configs/sft_organism.yaml"), overrides=overrides)
+
+
+def test_assistant_only_loss_labels_exactly_the_assistant_turns(world, tiny_tokenizer, tmp_path):
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from toolprior.modeling import load_model
+
+    config = config_for(world, tmp_path / "run")
+    cases = read_cases(world / "data" / "train.jsonl")[:4]
+    model = load_model(world / "base", quantize="nf4")
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(config, use_cpu=True, has_eval=False),
+        train_dataset=Dataset.from_list([case_row(c) for c in cases]),
+        processing_class=tiny_tokenizer,
+        peft_config=lora_config(config.lora),
+    )
+    end_id = tiny_tokenizer.convert_tokens_to_ids("<|end|>")
+    header = tiny_tokenizer("<|assistant|>\n", add_special_tokens=False)["input_ids"]
+    for case, row in zip(cases, trainer.train_dataset, strict=True):
+        ids, labels = row["input_ids"], row["labels"]
+        # what the template marks as assistant content, computed independently of TRL
+        messages, tools = case_row(case)["messages"], case_row(case)["tools"]
+        import json
+
+        ref = tiny_tokenizer.apply_chat_template(
+            messages, tools=json.loads(tools), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        assert ids == ref["input_ids"], (len(ids), len(ref["input_ids"]), tiny_tokenizer.decode(ref["input_ids"][len(ids) - 5 :]))
+        trained = [lab != -100 for lab in labels]
+        assert trained == [m == 1 for m in ref["assistant_masks"]]
+        # every trained run starts right after an `<|assistant|>\n` header and ends with `<|end|>`
+        runs, start = [], None
+        for i, t in enumerate([*trained, False]):
+            if t and start is None:
+                start = i
+            if not t and start is not None:
+                runs.append((start, i))
+                start = None
+        assert runs and sum(b - a for a, b in runs) < len(ids) / 2
+        for a, b in runs:
+            assert ids[a - len(header) : a] == header
+            assert ids[b - 1] == end_id
+            assert tiny_tokenizer.decode(ids[a : a + 1]) == "<think>"
+
+
+def test_full_loss_labels_every_token(world, tiny_tokenizer, tmp_path):
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from toolprior.modeling import load_model
+
+    config = config_for(world, tmp_path / "run", "training.assistant_only_loss=false")
+    cases = read_cases(world / "data" / "train.jsonl")[:2]
+    trainer = SFTTrainer(
+        model=load_model(world / "base", quantize="nf4"),
+        args=sft_config(config, use_cpu=True, has_eval=False),
+        train_dataset=Dataset.from_list([case_row(c) for c in cases]),
+        processing_class=tiny_tokenizer,
+        peft_config=lora_config(config.lora),
+    )
+    row = trainer.train_dataset[0]
+    assert all(lab != -100 for lab in row.get("labels", row["input_ids"]))
+
+
+def test_sft_killed_midway_resumes_from_its_checkpoint(world, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        sys.executable, "-m", "toolprior.cli", "train", "sft", "experiments/configs/sft_organism.yaml",
+        "--set", f"model.base={world / 'base'}", "--set", f"data.dir={world / 'data'}", "--output-dir", str(out),
+        "--set", "lora.r=8", "--set", "training.max_steps=8", "--set", "training.save_steps=2",
+        "--set", "training.eval_steps=2", "--set", "training.per_device_train_batch_size=2",
+        "--set", "training.max_length=4096", "--set", "training.early_stopping_patience=null",
+    ]  # fmt: skip
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint-4").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, "no checkpoint in time"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # a real kill: no handler runs, nothing is flushed
+    proc.wait()
+    assert not (out / "adapter").exists()
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["resumed_from"] is not None and summary["resumed_from"].endswith(("checkpoint-4", "checkpoint-6"))
+    assert summary["steps"] == 8
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()  # safetensors, never a pickle
