@@ -172,9 +172,12 @@ class Study:
         return SteeringVector.load(self.run / "steering" / "vector.safetensors", model=model, tokenizer=tokenizer)
 
     def mine_for_sweep(self) -> list[Any]:
+        import random
+
         mine = self.cases("mine")
         limit = self.config.steering.mine_cases
-        return mine[:limit] if limit else mine
+        # a seeded sample, not the first N: the files are written category by category
+        return random.Random(0).sample(mine, limit) if limit and limit < len(mine) else mine
 
     def stage_steer_sweep(self) -> dict[str, Any]:
         from steering.plots import plot_dose_response, plot_heatmap

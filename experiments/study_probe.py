@@ -1,0 +1,32 @@
+"""The study's probe stage: the probe experiment on the SFT agent, fitted on the train split only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from experiments.study import Study
+
+
+def stage_probe(study: Study) -> dict[str, Any]:
+    from probes.experiment import ProbeExperimentConfig, run_probe_experiment
+    from toolprior.config import build_dataclass
+
+    p = study.config.probe
+    out = study.run / "probe"
+    config = build_dataclass(
+        ProbeExperimentConfig,
+        {
+            "output_dir": str(out),
+            "model": {"path": study.config.base, "adapter": str(study.sft_dir / "adapter"), "quantize": study.config.quantize},
+            "data": {"cases": [str(study.data_dir / "train.jsonl")], "splits": ["train"], "max_cases": p.max_cases},
+            "capture": {"positions": [p.position, "prompt_end"], "hooks": ["resid_post"]},
+            "probes": {"tasks": ["clarify_vs_call_tool"], "methods": ["logreg", "mass_mean"]},
+            "patching": {"max_pairs": p.patching_pairs},
+            "report": {"position": p.position},
+        },
+        file="<study probe settings>",
+    )
+    result = run_probe_experiment(config, out, progress=study.progress)  # writes probe/probe_block.json
+    block = result.get("probe") or {}
+    return {"best_layer": block.get("best_layer"), "position": block.get("position")}
