@@ -32,5 +32,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m experiments.bench --out runs/bench/bench.json
 
+bench-gpu: $(STAMP)
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else print('bench-gpu: no CUDA device on this machine; nothing measured') or 0)"
+
 clean:
 	rm -rf runs/demo runs/bench

@@ -87,9 +87,10 @@ def generate(
     steer: SteeringFactory | None = None,
     progress: bool = False,
     desc: str = "generate",
+    min_new_tokens: int | None = None,
 ) -> list[str]:
     """Greedy completions of `prompts`, in order. `steer(batch)` returns a context manager entered around each
-    batch's generation (a steering vector's hooks, say)."""
+    batch's generation (a steering vector's hooks, say). `min_new_tokens` forces equal lengths (for timing)."""
     from tqdm.auto import tqdm
 
     device = model_device(model)
@@ -109,6 +110,7 @@ def generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=max_new_tokens,
+                min_new_tokens=min_new_tokens,
                 do_sample=False,
                 num_beams=1,
                 eos_token_id=stops,

@@ -1,0 +1,178 @@
+"""`make bench`: performance ratios measured side by side in one run, medians of repeated runs.
+
+    python -m experiments.bench --out runs/bench/bench.json [--repeats 3] [--capture-cases 5000]
+
+The model is a random-weight Qwen3 of the organism's shape (6 layers, width 128) with a tokenizer trained on the
+benchmark's text, so the ratios do not depend on a trained organism. Goals (issue 8): steering_overhead <= 1.03,
+capture_overhead <= 1.15, capture_vs_nnsight <= 1.0, capture_vs_transformer_lens <= 1.0, batched_eval_speedup >= 4,
+sweep_cost <= 2.5. Each ratio is written with the two timings it divides, so a reader can check it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+GOALS = {
+    "steering_overhead": ("<=", 1.03),
+    "capture_overhead": ("<=", 1.15),
+    "capture_vs_nnsight": ("<=", 1.0),
+    "capture_vs_transformer_lens": ("<=", 1.0),
+    "batched_eval_speedup": (">=", 4.0),
+    "sweep_cost": ("<=", 2.5),
+}
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up: first calls pay for allocation and lazy imports
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def build_world(root: Path) -> tuple[Any, Any, list[Any]]:
+    from toolprior.case_io import read_cases
+    from toolprior.tokenizer import train_tokenizer
+    from training.base import BaseConfig, model_config
+    from training.benchmark import BenchmarkConfig, write_benchmark
+
+    write_benchmark(root, seed=11, config=BenchmarkConfig().replace(train_size=300, val_size=10, mine_size=10))
+    cases = read_cases(root / "eval.jsonl")
+    texts = [m.content for c in read_cases(root / "train.jsonl") for m in c.messages]
+    tokenizer = train_tokenizer(texts, vocab_size=2048)
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(model_config(BaseConfig(), tokenizer)).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, cases
+
+
+def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
+    from evals.generation import generate
+    from evals.harness import HarnessConfig, evaluate
+    from probes.capture import capture
+    from probes.hook_points import all_resid_post
+    from steering.apply import steering_factory
+    from steering.sweep import run_alphas
+    from steering.vector import SteeringVector
+    from toolprior.chat_template import render_prompt
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tokenizer, cases = build_world(Path(tmp))
+    # sorted by length, as capture and generate batch them, so no side pays for padding the other avoids
+    prompts = sorted((render_prompt(tokenizer, c) for c in cases[:64]), key=len, reverse=True)
+    hooks = all_resid_post(model)
+    d = model.config.hidden_size
+    vector = SteeringVector({2: torch.randn(d) / d**0.5})
+    results: dict[str, Any] = {}
+
+    def forward() -> None:
+        # the decoder stack without the LM head: the same work capture does, minus reading the hook points
+        with torch.inference_mode():
+            for i in range(0, len(prompts), 16):
+                enc = tokenizer(prompts[i : i + 16], add_special_tokens=False, padding=True, return_tensors="pt")
+                model.model(**enc)
+
+    def cap(backend: str) -> Callable[[], Any]:
+        return lambda: capture(model, tokenizer, prompts, hooks, "prompt_end", batch_size=16, backend=backend)
+
+    plain = median_time(forward, repeats)
+    ours = median_time(cap("hooks"), repeats)
+    results["capture_overhead"] = {"ratio": ours / plain, "capture_s": ours, "forward_s": plain}
+    for backend, key in (("nnsight", "capture_vs_nnsight"), ("transformer_lens", "capture_vs_transformer_lens")):
+        theirs = median_time(cap(backend), repeats)
+        results[key] = {"ratio": ours / theirs, "ours_s": ours, "theirs_s": theirs}
+
+    gen_prompts = prompts[:32]
+    # equal lengths on both sides: a steered random model may stop sooner or later, which is not overhead
+    fixed = {"max_new_tokens": 48, "min_new_tokens": 48, "batch_size": 32}
+    unsteered = median_time(lambda: generate(model, tokenizer, gen_prompts, **fixed), repeats)
+    factory = steering_factory(model, vector, 4.0, tokenizer=tokenizer)
+    steered = median_time(lambda: generate(model, tokenizer, gen_prompts, steer=factory, **fixed), repeats)
+    results["steering_overhead"] = {"ratio": steered / unsteered, "steered_s": steered, "unsteered_s": unsteered}
+
+    eval_cases = cases[:32]
+    batched_cfg = HarnessConfig(max_new_tokens=48, batch_size=32)
+    single_cfg = HarnessConfig(max_new_tokens=48, batch_size=1)
+    batched = median_time(lambda: evaluate(model, tokenizer, eval_cases, config=batched_cfg, progress=False), repeats)
+    one_by_one = median_time(lambda: evaluate(model, tokenizer, eval_cases, config=single_cfg, progress=False), 1)
+    results["batched_eval_speedup"] = {"ratio": one_by_one / batched, "one_by_one_s": one_by_one, "batched_s": batched}
+
+    alphas = [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0, 16.0]
+    sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=64)
+    sweep_s = median_time(lambda: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg), repeats)
+    single = median_time(
+        lambda: evaluate(model, tokenizer, eval_cases, config=sweep_cfg, steer=factory, progress=False), repeats
+    )
+    results["sweep_cost"] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single}
+    for key, (op, goal) in GOALS.items():
+        ratio = results[key]["ratio"]
+        results[key]["ratio"] = round(ratio, 3)
+        results[key]["goal"] = f"{op} {goal}"
+        results[key]["met"] = ratio <= goal if op == "<=" else ratio >= goal
+    if capture_cases:
+        results["capture_peak_memory"] = capture_memory(capture_cases)
+    return results
+
+
+def capture_memory(n: int) -> dict[str, Any]:
+    """Peak RSS of a separate process that streams `n` cases' all-layer activations to disk, next to the RSS of
+    the same process after loading the model (the difference is what capturing costs)."""
+    code = f"""
+import resource, sys, tempfile, torch
+from pathlib import Path
+sys.path.insert(0, {str(Path.cwd())!r})
+from experiments.bench import build_world
+from probes.capture import capture
+from probes.hook_points import all_resid_post
+from probes.store import ActivationStore
+from toolprior.chat_template import render_prompt
+tmp = Path(tempfile.mkdtemp())
+model, tok, cases = build_world(tmp / "data")
+prompts = [render_prompt(tok, cases[i % len(cases)]) for i in range({n})]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+store = ActivationStore(tmp / "acts", dtype=torch.float16)
+capture(model, tok, prompts, all_resid_post(model), "prompt_end", batch_size=32, store=store)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, after = (int(x) for x in out.stdout.split()[-2:])
+    return {"cases": n, "rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(after / 1024, 1),
+            "capture_mb": round((after - before) / 1024, 1)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--capture-cases", type=int, default=5000, help="0 skips the memory measurement")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from toolprior.atomic import atomic_write_text
+
+    results = bench(args.repeats, args.capture_cases)
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    for key, value in results.items():
+        print(f"{key:30s} {json.dumps(value)}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
