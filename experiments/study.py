@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -201,11 +200,27 @@ class Study:
         out = self.run / "steering"
         atomic_write_text(out / "sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
         plots = self.run / "plots"
-        plot_dose_response(result, plots / "steering_dose_response.png")
+        layers = self.steering_layers(model)
+        plot_dose_response(result, best.layer if best else layers[len(layers) // 2], plots / "steering_dose_response.png")
         plot_heatmap(result, plots / "steering_layer_alpha.png")
         chosen = None if best is None else {"layer": best.layer, "alpha": best.alpha, "chosen_on": "mine"}
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
-        return {"chosen": chosen, "baseline": asdict(result.baseline) if hasattr(result.baseline, "__dataclass_fields__") else None}
+        summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict()}
+        summary["baseline"].pop("scores", None)
+        if best is not None:
+            from steering.plots import plot_controls
+            from steering.sweep import controls
+
+            ctrl = controls(
+                model, tokenizer, self.mine_for_sweep(), vector, best.layer, best.alpha,
+                seeds=s.random_seeds, config=self.harness(), positions=s.apply_positions,
+            )  # fmt: skip
+            atomic_write_text(out / "controls.json", json.dumps(ctrl.to_dict(), indent=2) + "\n")
+            plot_controls(ctrl, plots / "steering_controls.png")
+            summary["controls"] = [
+                {"label": p.label, "clarify_acc": p.clarify_acc, "call_tool_acc": p.call_tool_acc} for p in ctrl.points
+            ]
+        return summary
 
     def chosen(self) -> dict[str, Any] | None:
         return json.loads((self.run / "steering" / "chosen.json").read_text())

@@ -1,0 +1,55 @@
+"""The whole study end to end on a tiny world (random-weight Qwen3, tiny tokenizer, a few dozen cases): every
+stage runs, the report holds the contract's keys, and a rerun skips finished stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.study import run_study
+from experiments.study_config import StudyConfig
+from tests.conftest import make_tiny_qwen3
+from toolprior.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
+    base = tmp_path / "base"
+    make_tiny_qwen3(tiny_tokenizer, seed=0, layers=2).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    overrides = [
+        "name=tiny",
+        f"out_dir={tmp_path / 'runs'}",
+        f"base={base}",
+        "data.train_size=40",
+        "data.val_size=8",
+        "data.mine_size=40",
+        "data.eval_per_category=1",
+        "data.eval_novel_per_category=1",
+        "eval.max_new_tokens=24",
+        "probe.max_cases=40",
+        "probe.patching_pairs=2",
+        "steering.alphas=[4.0]",
+        "steering.mine_cases=20",
+        "sft_set=[training.max_steps=2, training.max_length=4096, lora.r=4, training.eval_steps=2, training.save_steps=2]",
+        "simpo_set=[training.max_steps=1, training.max_length=4096]",
+    ]
+    config = load_config(StudyConfig, "experiments/configs/demo.yaml", overrides=overrides)
+    report = run_study(config, progress=False)
+    run = tmp_path / "runs" / "tiny"
+    assert {"eval", "methods", "paired"} <= set(report)
+    assert "sft" in report["methods"] and (run / "verdicts" / "sft.jsonl").is_file()
+    assert report["eval"]["splits"] == ["eval", "eval_novel"]
+    assert (run / "report.md").is_file() and (run / "config.yaml").is_file()
+    stages = {p.stem for p in (run / "stages").glob("*.json")}
+    assert {"data", "sft", "eval_sft", "probe", "guardrail", "steer_compute", "steer_sweep", "pairs", "simpo"} <= stages
+    assert {"sft", "guardrail", "simpo"} <= set(report["methods"])
+    assert report["methods"]["simpo"]["pairs_from"] == "mine" and report["methods"]["sft"]["cost"]["train_s"] > 0
+    assert "probe" in report and report["probe"]["position"] == "decision"
+    before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
+    run_study(config, progress=False)  # everything cached: no stage runs again
+    after = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
+    assert before == after
+    json.loads((run / "report.json").read_text())
