@@ -6,7 +6,7 @@ Two stages, each one batched generation over the cases:
 
 1. the model writes its whole turn (or the outputs of an earlier run are passed as `first_outputs`, so an SFT
    eval's generations are reused and only stage 2 costs anything);
-2. where the turn has a `</think>` and the think judge (`evals.forensics.RuleThinkJudge` by default) says the
+2. where the turn has a `</think>` and the think judge (`toolprior.think_judge.RuleThinkJudge` by default) says the
    think argues for asking (clarify), the turn is cut right after `</think>`, the `<clarify>` tag is appended, and
    the model continues the block from there. Every other turn keeps the model's own action. A turn that already
    opens `<clarify>` after its think is kept as is (greedy decoding would write the same again).
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evals.forensics import ThinkJudge
     from evals.generation import SteeringFactory
     from evals.harness import HarnessConfig
     from evals.verdicts import Verdict
     from toolprior.cases import Case
+    from toolprior.think_judge import ThinkJudge
 
 FORCED_TAG = "<clarify>"
 
@@ -66,9 +66,9 @@ def guard_outputs(
 ) -> list[GuardedTurn]:
     """Stage 2 of the guardrail on given stage-1 outputs (one per case): force `<clarify>` after `</think>` where
     the think argues for asking, and let the model continue."""
-    from evals.forensics import RuleThinkJudge
     from evals.generation import generate
     from toolprior.chat_template import render_prompt
+    from toolprior.think_judge import RuleThinkJudge
 
     if len(first_outputs) != len(cases):
         raise ValueError(f"{len(cases)} cases but {len(first_outputs)} first-stage outputs")

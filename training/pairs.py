@@ -11,7 +11,7 @@ One pair per failed verdict (`correct` false), as in the case study:
   messages, `chosen` / `rejected` a list holding one assistant message; tools ride along as their own field);
 - rejected: the agent's failed output, verbatim (the mess is the lesson);
 - chosen: the corrected turn. When the agent's own think block argued for the right action (judged by
-  `evals.forensics.RuleThinkJudge`, or the `judge` given), the chosen turn keeps that think and appends the gold
+  `toolprior.think_judge.RuleThinkJudge`, or the `judge` given), the chosen turn keeps that think and appends the gold
   action block (content or tool calls), so chosen and rejected share the reasoning and differ in whether the action
   follows it (`chosen_source` "own_think"). Otherwise the chosen turn is the gold turn, think and action ("gold").
   For call_tool, an own think that names a tool of the case the gold does not call falls back to the gold turn.
@@ -241,7 +241,7 @@ def mine_pairs(
     """Preference pairs from the failed verdicts (rules in the module docstring).
 
     `cases` must hold the case of every verdict (InputError naming the missing ids otherwise); `judge` maps
-    (think, case) to the action the think argues for (default `evals.forensics.RuleThinkJudge()`); `eval_cases`
+    (think, case) to the action the think argues for (default `toolprior.think_judge.RuleThinkJudge()`); `eval_cases`
     are held out whatever their split field says; `source` names the verdicts in error messages. Raises InputError
     before building anything when a failure would put a held-out case into training or comes from a split outside
     `allowed_splits`."""
@@ -286,7 +286,7 @@ def mine_pairs(
         )
 
     if judge is None:
-        from evals.forensics import RuleThinkJudge
+        from toolprior.think_judge import RuleThinkJudge
 
         judge = RuleThinkJudge()
     pairs: list[Pair] = []
