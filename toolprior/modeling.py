@@ -83,11 +83,13 @@ def load_model(
     device: str | None = None,
     trust_remote_code: bool = False,
     trainable_adapter: bool = False,
+    quant_storage: str | None = None,
 ) -> Any:
     """Load a causal LM for inference or training.
 
     quantize: "none" or "nf4" (bitsandbytes 4-bit, double quant; runs on CPU here and on CUDA).
     adapter: a PEFT adapter folder applied on top (trainable only if `trainable_adapter`).
+    quant_storage: dtype the packed NF4 weights are stored in ("bfloat16" for FSDP-QLoRA, which shards them).
     """
     from transformers import AutoModelForCausalLM
 
@@ -96,7 +98,8 @@ def load_model(
     device = device or default_device()
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
     if quantize == "nf4":
-        kwargs["quantization_config"] = nf4_config(compute_dtype=torch_dtype)
+        storage = parse_dtype(quant_storage) if quant_storage else None
+        kwargs["quantization_config"] = nf4_config(compute_dtype=torch_dtype, quant_storage=storage)
         kwargs["device_map"] = {"": device}
     elif quantize != "none":
         raise InputError(f"unknown quantize {quantize!r}; expected none or nf4")

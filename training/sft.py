@@ -27,6 +27,7 @@ class ModelSection:
     dtype: str = "float32"
     trust_remote_code: bool = False
     device: str | None = None
+    quant_storage: str | None = None  # "bfloat16" for FSDP-QLoRA (see experiments/configs/accelerate_fsdp_qlora.yaml)
 
 
 @dataclass
@@ -218,6 +219,7 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         dtype=config.model.dtype,
         device=config.model.device,
         trust_remote_code=config.model.trust_remote_code,
+        quant_storage=config.model.quant_storage,
     )
     report = preflight(model, config.lora.target_modules, r=config.lora.r, exclude_modules=config.lora.exclude_modules)
     print(report.format())
