@@ -252,8 +252,10 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     seconds = time.perf_counter() - start
 
     adapter_dir = out / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
+    main_process = trainer.is_world_process_zero()  # under DDP / FSDP only rank 0 writes results
+    if main_process:
+        trainer.model.save_pretrained(adapter_dir)
+        tokenizer.save_pretrained(adapter_dir)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     best = trainer.state.best_metric
     eval_losses = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
@@ -270,8 +272,9 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     summary["train_cases"] = len(train_cases)
     summary["val_cases"] = len(val_cases)
-    atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
-    if config.merge:
+    if main_process:
+        atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2) + "\n")
+    if config.merge and main_process:
         export_merged(config, adapter_dir, out / "merged")
     return result
 
