@@ -25,8 +25,9 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_tokenizer):
     out = tmp_path / "run"
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [
-        str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-        "--dynamo_backend", "no", "-m", "toolprior.cli", "train", "sft", "experiments/configs/sft_organism.yaml",
+        # --multi_gpu selects accelerate's torchrun launcher; on a machine without CUDA the processes join over gloo
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533", "-m", "toolprior.cli", "train", "sft", "experiments/configs/sft_organism.yaml",
         "--output-dir", str(out), "--set", f"model.base={base}", "--set", f"data.dir={tmp_path / 'data'}",
         "--set", "lora.r=4", "--set", "training.max_steps=3", "--set", "training.per_device_train_batch_size=2",
         "--set", "training.max_length=4096", "--set", "training.early_stopping_patience=null",
@@ -38,5 +39,4 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_tokenizer):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
-    # two processes really ran: each printed the preflight verdict
-    assert done.stdout.count("verdict: OK") == 2
+    assert summary["world_size"] == 2  # two processes really trained together

@@ -270,6 +270,7 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         resumed_from=last,
     )
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
+    summary["world_size"] = int(trainer.args.world_size)
     summary["train_cases"] = len(train_cases)
     summary["val_cases"] = len(val_cases)
     if main_process:
