@@ -29,7 +29,6 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from toolprior.actions import Action
@@ -126,24 +125,12 @@ def write_verdicts(path: str | os.PathLike[str], verdicts: Iterable[Verdict]) ->
 def read_verdicts(path: str | os.PathLike[str]) -> list[Verdict]:
     """Read a verdicts JSONL file. Raises InputError naming the file, line and field of every broken line;
     nothing is returned partially. Blank lines are skipped."""
+    from toolprior.jsonl import read_jsonl
+
     file = str(path)
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(Problem(file, None, None, "no such file")) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(Problem(file, None, None, f"cannot read: {e}")) from None
+    rows, problems = read_jsonl(path)
     out: list[Verdict] = []
-    problems: list[Problem] = []
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as e:
-            problems.append(Problem(file, line_no, None, f"broken JSON: {e.msg} (column {e.colno})"))
-            continue
+    for line_no, obj in rows:
         try:
             out.append(Verdict.from_dict(obj))
         except KeyError as e:
@@ -153,7 +140,7 @@ def read_verdicts(path: str | os.PathLike[str]) -> list[Verdict]:
             name, _, rest = msg.partition(": ")
             problems.append(Problem(file, line_no, name if rest else None, rest or msg))
     if problems:
-        raise InputError(problems)
+        raise InputError(sorted(problems, key=lambda p: p.line or 0))
     return out
 
 

@@ -248,7 +248,7 @@ def test_read_pairs_names_file_line_and_field(tmp_path):
     assert f"{path}:2: chosen_source: expected one of own_think, gold, got 'frontier'" in lines
     assert any(line.startswith(f"{path}:3: split: 'eval_x' is a held-out case") for line in lines)
     assert f"{path}:4: chosen: expected exactly one assistant message, got 2" in lines
-    assert any(line.startswith(f"{path}:5: invalid JSON") for line in lines)
+    assert any(line.startswith(f"{path}:5: broken JSON") for line in lines)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     with pytest.raises(InputError, match="no pairs"):

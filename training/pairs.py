@@ -37,7 +37,6 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolprior.actions import ACTION_NAMES, HELD_OUT_SPLITS, ROLES, SPLITS, Action
@@ -421,23 +420,12 @@ def _pair_problems(obj: Any) -> list[tuple[str | None, str]]:
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     """Read and validate a pairs JSONL file. Raises InputError with `file:line: field: message` for every problem
     (a held-out split among them); nothing is returned partially. Blank lines are skipped."""
+    from toolprior.jsonl import read_jsonl
+
     file = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(Problem(file, None, None, "file not found")) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(Problem(file, None, None, f"cannot read: {err}")) from None
+    rows, problems = read_jsonl(path)
     pairs: list[Pair] = []
-    problems: list[Problem] = []
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            problems.append(Problem(file, line_no, None, f"invalid JSON: {err.msg} at column {err.colno}"))
-            continue
+    for line_no, obj in rows:
         found = _pair_problems(obj)
         if found:
             problems.extend(Problem(file, line_no, name, message) for name, message in found)
@@ -459,7 +447,7 @@ def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
             )
         )
     if problems:
-        raise InputError(problems)
+        raise InputError(sorted(problems, key=lambda p: p.line or 0))
     if not pairs:
         raise InputError(Problem(file, None, None, "no pairs (the file is empty)"))
     return pairs

@@ -17,6 +17,7 @@ from toolprior.actions import ROLES, SPLITS, Action
 from toolprior.case_io import MAX_PROBLEMS_PER_FILE, case_from_dict
 from toolprior.cases import Case, Message
 from toolprior.errors import InputError, Problem
+from toolprior.jsonl import parse_jsonl, read_text
 
 # Every action that is not a tool call: what BFCL counts as correct where "no function call" is the gold.
 NOT_CALLING: tuple[Action, ...] = tuple(a for a in Action if a is not Action.CALL_TOOL)
@@ -57,32 +58,19 @@ def read_records(path: str | os.PathLike[str]) -> list[Record]:
         raise InputError(Problem(file, None, None, "no such file"))
     if not p.is_file():
         raise InputError(Problem(file, None, None, "not a file"))
-    try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise InputError(Problem(file, None, None, f"not UTF-8 text ({err.reason} at byte {err.start})")) from None
-    except OSError as err:
-        raise InputError(Problem(file, None, None, f"cannot read: {err.strerror or err}")) from None
-
+    text = read_text(p)
     if text.lstrip().startswith("["):
         return _read_array(file, text)
 
+    rows, problems = parse_jsonl(file, text)
     records: list[Record] = []
-    problems: list[Problem] = []
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            problems.append(Problem(file, line_no, None, f"broken JSON: {err.msg} (column {err.colno})"))
-            continue
+    for line_no, obj in rows:
         if not isinstance(obj, dict):
             problems.append(Problem(file, line_no, None, f"expected a JSON object per line, got {kind(obj)}"))
             continue
         records.append(Record(line=line_no, index=len(records), data=obj))
     if problems:
-        raise InputError(problems[:MAX_PROBLEMS_PER_FILE])
+        raise InputError(sorted(problems, key=lambda p: p.line or 0)[:MAX_PROBLEMS_PER_FILE])
     if not records:
         raise InputError(Problem(file, None, None, "holds no records"))
     return records
