@@ -4,45 +4,11 @@ tool-call argument values the agent invented.
 The case study's signature is a think block that says "I should ask which shipment they mean" followed by a tool
 call, often with made-up argument values (`subject_id="SUBJ-001"`). This module measures both.
 
-Think classification (the rule judge lives in `toolprior.think_judge`, re-exported here)
+Think classification
 --------------------
 A `ThinkJudge` maps a think block (and optionally its case) to the action it argues for, or None when it argues
-for nothing clear. `RuleThinkJudge` is the default; `ModelThinkJudge` asks a causal LM instead.
-
-`RuleThinkJudge` rules:
-
-- Text is split into sentences (`.`, `!`, `?` followed by whitespace, or a line break) and each sentence into
-  scopes at `,` `;` `:` `(` `)` and at the words but / so / then / however / therefore / since / because / before /
-  after / until / once / instead / whereas / although. A "?" sentence is deliberation: all its cues are hedged.
-- Weighted cues (regexes, `CUES`) per action: clarify ("ask the user which", "need to clarify", "which one",
-  "not specified", "didn't specify", "ambiguous", "two ... match", "missing", a bare "ask" with the agent as its
-  subject: "I'll ask"), escalate ("escalate", "hand off", "exceeds my authority", "human agent", "manager
-  approval"), refuse ("cannot share", "against policy", "must refuse", "not allowed", "prohibited"),
-  answer_directly ("I can answer", "no tool is needed", "from the policy", "answer directly"), call_tool ("I'll
-  call", "call the ... tool", "use get_...", "look up", and an action verb (verify, fetch, process, ...) with the
-  agent as its subject: "I could verify both", "I'll verify SHP-1030 now"). Tool names of the case (when given)
-  count as call_tool cues when the agent is their subject. Overlapping cues of one action count once.
-- Negation: a cue is dropped when its scope, in the 8 words before it, holds a negator (no, not, never, cannot,
-  n't, without, nothing, none, neither, nor, instead of, rather than, unnecessary): "no need to ask", "I don't need
-  to clarify", "there is no ambiguity", "I should not call a tool". Phrases of uncertainty (not sure, not clear,
-  didn't specify, not provided, without knowing, ...) are not negators: "I'm not sure which one" still counts for
-  clarify. A cue that contains its own negation ("not allowed", "no tool is needed", "cannot share") matches whole.
-- Modality: the nearest modal marker before a cue in its scope (or inside the cue) sets its weight:
-  commit (should, must, need to, have to, will, 'll, going to, let me, best, right action, so, therefore, thus,
-  hence, proceed, decide) x2; hedge (could, might, may, maybe, perhaps, possibly, alternatively, or, either,
-  option, would, wonder) x0.5; none x1. A sentence opening with a conclusion marker (So, Therefore, Thus, Hence,
-  In conclusion, Overall, Finally, Decision, The best/right/correct action) makes its unmarked cues committed.
-- Decision, "the last clear conclusion": the deciding sentence is the LAST sentence holding a committed cue; the
-  verdict is the action with the largest summed weight of committed cues in that sentence (hedged and unmarked
-  cues there do not count). A tie in that sentence goes to the action of its later committed cue. So the case
-  study's "I should ask for clarification about which specific shipment ..., or I could verify both shipments"
-  argues clarify: "should ask" is a committed conclusion, "could verify" a hedged alternative. A later committed
-  sentence overrides an earlier one ("I should ask which one. Actually the user named SHP-1030, so I'll verify
-  it now." argues call_tool).
-- Without any committed cue, the cue weights of all sentences are summed, the last sentence counting double; a
-  unique maximum wins when at least one of its cues is unmarked (evidence alone, "The user didn't specify which
-  shipment. Two shipments match.", argues clarify). A tie, no cue at all, or a winner made only of hedged cues
-  (pure deliberation: "Should I ask or call the tool?") gives None.
+for nothing clear. `RuleThinkJudge` (the default; its rules are in `toolprior.think_judge`, re-exported here)
+reads cues, negation and modality; `ModelThinkJudge` asks a causal LM instead.
 
 Hallucinated arguments
 ----------------------
