@@ -4,38 +4,19 @@ to a temporary name in the target folder, then moved into place with os.replace.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from evals.verdicts import UNPARSED
 from toolprior.actions import ACTION_NAMES
+from toolprior.figures import save_figure
 
-DPI = 120
-
-
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a plot is for reading
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
+_save = save_figure
 
 
 def _acc_err(blocks: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,11 +14,9 @@ the target folder that is then moved into place (os.replace), so a plot is never
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +25,7 @@ import numpy as np
 
 from probes.fit import LayerCurve
 from toolprior.atomic import atomic_write_text
+from toolprior.figures import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
     from probes.logit_lens import LensResult
     from probes.patching import PatchingResult
 
-DPI = 120
 
 
 def _clean(value: Any) -> Any:
@@ -111,26 +109,6 @@ def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height))
-
-
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write `fig` as PNG atomically (temporary file beside `path`, then os.replace)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a plot is for reading
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
 
 
 def _nan(values: list[float]) -> np.ndarray:

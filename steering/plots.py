@@ -29,12 +29,13 @@ def _figure(*size: float) -> tuple[Any, Any]:
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     import matplotlib.pyplot as plt
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    from toolprior.figures import save_figure
+
     fig.tight_layout()
-    fig.savefig(target, dpi=120)
-    plt.close(fig)
-    return target
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def _wilson(acc: float | None, n: int) -> tuple[float, float, float]:
