@@ -121,7 +121,7 @@ def test_sft_killed_midway_resumes_from_its_checkpoint(world, tmp_path):
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
     deadline = time.time() + 240
-    while not (out / "checkpoint-4").exists():
+    while not (out / "checkpoint-4" / "trainer_state.json").exists():  # written last: the checkpoint is whole
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         assert time.time() < deadline, "no checkpoint in time"
         time.sleep(0.5)
@@ -137,3 +137,17 @@ def test_sft_killed_midway_resumes_from_its_checkpoint(world, tmp_path):
     assert summary["steps"] == 8
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert (out / "adapter" / "adapter_model.safetensors").is_file()  # safetensors, never a pickle
+
+
+def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
+    from training.checkpoints import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "missing") is None
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_step": 4}')
+    (tmp_path / "checkpoint-6" / "adapter_model.safetensors").write_bytes(b"")  # killed before its state was written
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # torn write
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")

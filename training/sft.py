@@ -18,6 +18,7 @@ from typing import Any
 from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
 from toolprior.config import dump_yaml
+from training.checkpoints import last_complete_checkpoint
 
 
 @dataclass
@@ -202,7 +203,6 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     import torch
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     from toolprior.modeling import load_model, load_tokenizer
@@ -246,7 +246,7 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         peft_config=lora_config(config.lora),
         callbacks=callbacks,
     )
-    last = get_last_checkpoint(str(out)) if out.exists() else None
+    last = last_complete_checkpoint(out)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start

@@ -382,12 +382,12 @@ class _KeepTrainableWeights:
 
 
 def _prepare_run(output_dir: str, config: Any) -> tuple[Path, str | None]:
-    from transformers.trainer_utils import get_last_checkpoint
+    from training.checkpoints import last_complete_checkpoint
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", dump_yaml(config))
-    return out, get_last_checkpoint(str(out))
+    return out, last_complete_checkpoint(out)
 
 
 def _run(method: str, config: Any, max_length: int, settings: dict[str, Any], build: Any, row: Any) -> PreferenceResult:
