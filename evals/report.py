@@ -66,16 +66,17 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "# toolprior evaluation",
         "",
         f"Cases: {ev['n']} from split(s) {', '.join(ev['splits'])} (id set sha256 {ev['sha256'][:12]}). "
-        "Accuracy is the decision (action, and tool name for call_tool); intervals are Wilson 95%.",
+        "Accuracy is the decision (the action); tool names and arguments of call_tool predictions are scored apart (tool name ok, tool args ok). Intervals are Wilson 95%.",
         "",
         "## Overall",
         "",
-        "| method | overall | macro over actions | tool args ok | unparsed | think/action mismatch |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| method | overall | macro over actions | tool name ok | tool args ok | unparsed | think/action mismatch |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, m in methods.items():
         lines.append(
-            f"| {name} | {_fmt(m['overall'])} | {_fmt(m['macro_action'])} | {_fmt(m.get('tool_accuracy'))} "
+            f"| {name} | {_fmt(m['overall'])} | {_fmt(m['macro_action'])} | {_fmt(m.get('tool_name_accuracy'))} "
+            f"| {_fmt(m.get('tool_accuracy'))} "
             f"| {_fmt(m.get('unparsed_rate'))} | {_fmt(m.get('think_action_mismatch'))} |"
         )
     lines += ["", "## Per expected action", ""]

@@ -13,11 +13,12 @@
 - `think_action_mismatch`: among verdicts whose think block argues for an action other than call_tool
   (`think_argues` set and not "call_tool"), the share whose predicted action is call_tool: the think said "ask",
   the action called the tool anyway. None when no verdict qualifies.
-- `tool_accuracy`: among verdicts expecting call_tool, predicted call_tool and checked against gold calls
-  (`tool_name_ok` not None), the share with both the right tool names and the right arguments. None when none.
+- `tool_name_accuracy` / `tool_accuracy`: among verdicts expecting call_tool, predicted call_tool and checked
+  against gold calls (`tool_name_ok` not None), the share with the right tool names / with both the right names
+  and the right arguments. None when none.
 - `unparsed_rate`: the share of verdicts with no parseable action; `splits`: the sorted splits present.
 
-Accuracies use `Verdict.correct` (acceptable actions and, for call_tool, the gold calls). Intervals are Wilson 95%.
+Accuracies use `Verdict.correct` (the action is acceptable; tools are scored apart, above). Intervals are Wilson 95%.
 Floats are rounded to 4 decimals. Key order is deterministic: actions in ACTION_NAMES order, categories in
 CATEGORIES order, then the external categories, then any others sorted.
 """
@@ -94,6 +95,7 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
 
     checked = [v for v in vs if v.expected == CALL_TOOL and v.predicted == CALL_TOOL and v.tool_name_ok is not None]
     tool_acc = sum(1 for v in checked if v.tool_name_ok and v.arguments_ok) / len(checked) if checked else None
+    name_acc = sum(1 for v in checked if v.tool_name_ok) / len(checked) if checked else None
 
     macro = sum(sum(1 for v in g if v.correct) / len(g) for g in by_action.values()) / len(by_action) if n else None
     return {
@@ -104,6 +106,7 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
         "per_category": per_category,
         "confusion": confusion,
         "think_action_mismatch": _r(mismatch),
+        "tool_name_accuracy": _r(name_acc),
         "tool_accuracy": _r(tool_acc),
         "unparsed_rate": _r(sum(1 for v in vs if v.predicted is None) / n) if n else None,
         "splits": sorted({v.split for v in vs}),

@@ -2,10 +2,10 @@
 
 `judge(case, parsed)` rules:
 
-- `correct` is the decision: the action is one of `case.acceptable_actions` and, for call_tool, the called tool
-  names are the gold's. Argument values are checked too (`arguments_ok`) but reported apart, in `tool_accuracy`.
-- The action decides first: correct only if `parsed.action` is one of `case.acceptable_actions`. An unparseable
-  turn (action None) is never correct.
+- `correct` is the decision, as the case study scores it ("expected action / got it right"): the action is one
+  of `case.acceptable_actions`. An unparseable turn (action None) is never correct. Which tool was called and
+  with which values is execution, checked apart (`tool_name_ok`, `arguments_ok`) and reported as
+  `tool_name_accuracy` and `tool_accuracy`, so a call_tool accuracy never hides a wrong tool.
 - Where the expected action is call_tool, the prediction is call_tool and the case has a gold turn with tool calls,
   the calls must also match the gold:
   - tool names: the SET of called names must equal the set of gold names (`tool_name_ok`);
@@ -160,9 +160,9 @@ def judge(case: Case, parsed: Any) -> tuple[bool, bool | None, bool | None]:
     calls = list(parsed.tool_calls)
     name_ok = {c.name for c in calls} == {g.name for g in gold_calls}
     args_ok = _calls_match(calls, list(gold_calls), case.tools)
-    # Calling the wrong tool is a wrong decision (over-execution); wrong argument values are an execution error,
-    # reported in tool_accuracy and by the hallucination forensics, not folded into the action accuracy.
-    return action_ok and name_ok, name_ok, args_ok
+    # The call-tool prior is about WHETHER to call (the decision-point logit gap); which tool and which values
+    # are reported next to it (tool_name_accuracy, tool_accuracy, hallucination forensics), not folded in.
+    return action_ok, name_ok, args_ok
 
 
 def verdict_for(

@@ -81,15 +81,16 @@ GOLD = ToolCall("verify_shipment_receipt", {"shipment_id": "SHP-1030"})
         (turn(verify()), (True, True, False)),  # missing argument
         (turn(verify(shipment_id="SHP-1030", note="left at dock")), (True, True, True)),  # declared optional extra
         (turn(verify(shipment_id="SHP-1030", priority="high")), (True, True, False)),  # undeclared extra
-        (turn({"name": "lookup_shipment", "arguments": {"shipment_id": "SHP-1030"}}), (False, False, False)),
+        # the wrong tool: the decision (call a tool) is right, the execution (which tool) is not
+        (turn({"name": "lookup_shipment", "arguments": {"shipment_id": "SHP-1030"}}), (True, False, False)),
         (turn(verify(shipment_id="SHP-1030"), verify(shipment_id="SHP-1030")), (True, True, False)),  # duplicate
         (
             turn(verify(shipment_id="SHP-1030"), {"name": "lookup_shipment", "arguments": {"shipment_id": "SHP-1030"}}),
-            (False, False, False),  # an extra tool: the set of names differs
+            (True, False, False),  # an extra tool: the set of names differs
         ),
         ("<think>two match</think><clarify>Which one?</clarify>", (False, None, None)),
         ("I will verify it now.", (False, None, None)),  # unparseable
-        ("<think>x</think><tool_call>{broken</tool_call>", (False, False, False)),  # call_tool, no decoded call
+        ("<think>x</think><tool_call>{broken</tool_call>", (True, False, False)),  # call_tool, no decoded call
     ],
 )
 def test_judge_call_tool_case(text, want):
@@ -207,11 +208,11 @@ V.count = 0  # type: ignore[attr-defined]
 def twelve() -> list[Verdict]:
     ok = {"tool_name_ok": True, "arguments_ok": True}
     return [
-        # call_tool x4: 3 right; 1 with the right tool but wrong arguments
+        # call_tool x4: 3 right decisions (one of them with the wrong arguments, one with the wrong tool); 1 answered
         V("call_tool", "call_tool", True, "multi_step_chaining", think_argues="call_tool", **ok),
-        V("call_tool", "call_tool", True, "multi_step_chaining", **ok),
-        V("call_tool", "call_tool", True, "multi_step_chaining", split="eval_novel", **ok),
-        V("call_tool", "call_tool", False, "multi_step_chaining", tool_name_ok=True, arguments_ok=False),
+        V("call_tool", "call_tool", True, "multi_step_chaining", tool_name_ok=True, arguments_ok=False),
+        V("call_tool", "call_tool", True, "multi_step_chaining", split="eval_novel", tool_name_ok=False, arguments_ok=False),
+        V("call_tool", "answer_directly", False, "multi_step_chaining"),
         # clarify x5: 1 right, 3 call_tool, 1 unparsed
         V("clarify", "clarify", True, "clarification_loop", think_argues="clarify"),
         V("clarify", "call_tool", False, "clarification_loop", think_argues="clarify"),
@@ -237,7 +238,7 @@ def test_score_by_hand():
         "n": 4,
         "acc": 0.75,
         "ci95": wilson_by_hand(3, 4),
-        "top_wrong": "call_tool",  # the wrong-arguments call: a wrong prediction that is still call_tool
+        "top_wrong": "answer_directly",
         "top_wrong_rate": 0.25,
     }
     assert s["per_action"]["clarify"] == {
@@ -266,7 +267,7 @@ def test_score_by_hand():
     assert s["per_category"]["clarification_loop"] == {"n": 5, "acc": 0.2, "ci95": wilson_by_hand(1, 5)}
     assert s["per_category"]["custom_extra"]["acc"] == 1.0
     assert s["confusion"] == {
-        "call_tool": {"call_tool": 4},
+        "call_tool": {"call_tool": 3, "answer_directly": 1},
         "answer_directly": {"answer_directly": 1},
         "clarify": {"call_tool": 3, "clarify": 1, "unparsed": 1},
         "refuse": {"escalate": 1, "refuse": 1},
@@ -274,8 +275,9 @@ def test_score_by_hand():
     assert list(s["confusion"]["clarify"]) == ["call_tool", "clarify", "unparsed"]
     # think argues for a non-call_tool action in 4 verdicts (clarify x3, refuse x1); 2 of them called the tool
     assert s["think_action_mismatch"] == 0.5
-    # call_tool expected and predicted, checked: 4; right tool and arguments: 3
-    assert s["tool_accuracy"] == 0.75
+    # call_tool expected and predicted, checked: 3; right tool: 2; right tool and arguments: 1
+    assert s["tool_name_accuracy"] == 0.6667
+    assert s["tool_accuracy"] == 0.3333
     assert s["unparsed_rate"] == round(1 / 12, 4) == 0.0833
     assert s["splits"] == ["eval", "eval_novel"]
 

@@ -2,11 +2,15 @@
 enterprise text, so that SFT shapes behaviour on top of a model that already knows the domain's words.
 
 The pre-training corpus is prose drawn from benchmark cases generated with a seed of its own (never the train or
-eval cases): system contexts, user requests, tool descriptions, tool results and reasoning; a "format primer" of
-think and action blocks cut loose from their situations, so the base knows the tags' tokens; and whole agent
-transcripts drawn with a BALANCED action mix (20% each), as a real instruct base has seen tool use, clarifying
-questions and refusals without a frequency prior toward any. The case study's skewed 40/23/15/13/10 mix arrives
-only with SFT, which is where the call-tool prior must come from if it comes at all.
+eval cases): system contexts, user requests, tool descriptions, tool results and reasoning; and a "format primer"
+of think and action blocks cut loose from their situations, so the base knows the tags' tokens. It holds no whole
+agent transcript by default: which action fits which situation is left entirely to SFT, where the case study's
+skewed 40/23/15/13/10 mix arrives, so the call-tool prior can only come from there. (`transcripts=True` adds
+transcripts drawn with a BALANCED action mix, a base that has seen agent work without a frequency prior.)
+
+The schedule is tuned for 2 CPU cores: small batches (2 windows of 512 tokens) and many steps learn far more per
+second than large ones this early in training (validation loss 0.80 after 150 s at batch 2 against 3.2 at
+batch 16), with a warmup-stable-decay learning rate (flat, then linear to zero over the last 20% of steps).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from toolprior.cases import Case
 
 @dataclass(frozen=True)
 class BaseConfig:
-    """Shape and schedule of the tiny base (1.4M parameters). The defaults take about 8 minutes on 2 CPU cores."""
+    """Shape and schedule of the tiny base (1.4M parameters). The defaults take about 2.5 minutes on 2 CPU cores."""
 
     arch: str = "qwen3"
     vocab_size: int = 2048
@@ -39,16 +43,16 @@ class BaseConfig:
     intermediate_size: int = 384
     max_position_embeddings: int = 2048
     seq_len: int = 512
-    batch_size: int = 16
+    batch_size: int = 2
     learning_rate: float = 5e-3
     warmup_ratio: float = 0.05
+    decay_ratio: float = 0.2  # warmup-stable-decay: the last 20% of steps decay linearly to zero
     weight_decay: float = 0.01
-    max_steps: int = 300
+    max_steps: int = 600
     corpus_cases: int = 2500
     corpus_seed: int = 1009
-    # Agent transcripts in the corpus, drawn with a BALANCED action mix: the base is a generalist agent with no
-    # frequency prior of its own; the case study's skewed mix arrives only with SFT.
-    transcripts: bool = True
+    # Agent transcripts in the corpus, drawn with a BALANCED action mix (off by default, see the module docstring).
+    transcripts: bool = False
     transcript_mix: str = "call_tool=20,answer_directly=20,escalate=20,clarify=20,refuse=20"
     seed: int = 0
     save_dtype: str = "bfloat16"
@@ -163,11 +167,14 @@ def pack_documents(token_lists: Sequence[list[int]], eos_id: int, seq_len: int) 
     return torch.tensor(stream[: n * seq_len], dtype=torch.long).view(n, seq_len)
 
 
-def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+def _lr_at(step: int, total: int, warmup: int, peak: float, decay_ratio: float) -> float:
+    """Warmup-stable-decay: linear warmup, flat at `peak`, linear to zero over the last `decay_ratio` of steps."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+    decay_start = total - max(1, math.ceil(decay_ratio * total))
+    if step < decay_start:
+        return peak
+    return peak * (total - step) / (total - decay_start)
 
 
 @dataclass(frozen=True)
@@ -210,13 +217,13 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
         idx = torch.randint(0, windows.shape[0], (config.batch_size,), generator=generator)
         batch = windows[idx]
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config.max_steps, warmup, config.learning_rate)
+            group["lr"] = _lr_at(step, config.max_steps, warmup, config.learning_rate, config.decay_ratio)
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
         bar.set_postfix(loss=f"{loss_value:.3f}")
     model.eval()
     out_dir = Path(out_dir)

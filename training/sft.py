@@ -46,6 +46,8 @@ class DataSection:
     train_file: str | None = None
     val_file: str | None = None
     max_train_cases: int | None = None
+    # The validation loss only drives early stopping and checkpoint choice; a slice of val is enough for that.
+    max_val_cases: int | None = None
 
 
 @dataclass
@@ -132,6 +134,8 @@ def load_training_cases(config: SFTRunConfig) -> tuple[list[Case], list[Case]]:
             raise InputError(f"case {case.id}: SFT needs a gold turn on every training and validation case")
     if config.data.max_train_cases is not None:
         train = train[: config.data.max_train_cases]
+    if config.data.max_val_cases is not None:
+        val = val[: config.data.max_val_cases]
     return train, val
 
 
