@@ -76,7 +76,6 @@ DIGITS = 4
 CALL_TOOL = Action.CALL_TOOL.value
 
 
-
 class ModelThinkJudge:
     """A think judge that asks a causal LM (any Hugging Face causal LM, possibly not the agent) a multiple-choice
     question and reads its answer from the logits.

@@ -71,7 +71,9 @@ def _step(conv: _Conversation, output: str, simulator: ToolSimulator, loop_repea
     if conv.first is None:
         conv.first, conv.first_output = parsed, output
     conv.messages.append({"role": "assistant", "content": output})
-    conv.transcript.append({"role": "assistant", "content": output, "action": parsed.action.value if parsed.action else None})
+    conv.transcript.append(
+        {"role": "assistant", "content": output, "action": parsed.action.value if parsed.action else None}
+    )
     if parsed.action is Action.CALL_TOOL and parsed.tool_calls:
         expected = _expected_followup_calls(conv.case)
         if conv.clarified and conv.followed_through is None and expected is not None:
@@ -83,7 +85,9 @@ def _step(conv: _Conversation, output: str, simulator: ToolSimulator, loop_repea
             if conv.call_counts[key] >= loop_repeats:
                 conv.loop, conv.done = True, True
                 return
-            result = simulator.respond(conv.case, call, mode_for(conv.case, conv.calls_made), call_index=conv.calls_made)
+            result = simulator.respond(
+                conv.case, call, mode_for(conv.case, conv.calls_made), call_index=conv.calls_made
+            )
             conv.calls_made += 1
             message = {"role": "tool", "name": call.name, "content": result}
             conv.messages.append(message)

@@ -83,7 +83,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     lines.append("| method | " + " | ".join(ACTION_NAMES) + " |")
     lines.append("| --- |" + " --- |" * len(ACTION_NAMES))
     for name, m in methods.items():
-        cells = [(_ci(m["per_action"][a]) + f" (n={m['per_action'][a]['n']})") if a in m["per_action"] else "–" for a in ACTION_NAMES]
+        cells = [
+            (_ci(m["per_action"][a]) + f" (n={m['per_action'][a]['n']})") if a in m["per_action"] else "–"
+            for a in ACTION_NAMES
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Most common wrong action per expected action:", ""]
     for name, m in methods.items():
@@ -103,7 +106,13 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"| {cat} | {n} | " + " | ".join(cells) + " |")
     paired = report.get("paired") or {}
     if paired:
-        lines += ["", "## Paired tests (McNemar, same cases)", "", "| comparison | b01 | b10 | p | test |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Paired tests (McNemar, same cases)",
+            "",
+            "| comparison | b01 | b10 | p | test |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for key, t in paired.items():
             lines.append(f"| {key} | {t['b01']} | {t['b10']} | {t['p']:.3g} | {t['test']} |")
     return "\n".join(lines) + "\n"
@@ -126,7 +135,12 @@ def write_eval_report(
         existing = json.loads(report_path.read_text())
         if existing.get("eval", {}).get("sha256") not in (None, block["sha256"]):
             raise InputError(
-                Problem(str(report_path), None, "eval.sha256", "this folder holds methods scored on other cases; use a new --out")
+                Problem(
+                    str(report_path),
+                    None,
+                    "eval.sha256",
+                    "this folder holds methods scored on other cases; use a new --out",
+                )
             )
     for name, verdicts in methods.items():
         write_verdicts(out / "verdicts" / f"{name}.jsonl", verdicts)

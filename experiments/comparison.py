@@ -29,7 +29,11 @@ def collateral(methods: Mapping[str, Mapping[str, Any]], reference: str = "sft")
 
 @torch.inference_mode()
 def next_token_distributions(
-    model: Any, tokenizer: Any, prompts: Sequence[str], steer: Callable[[GenerationBatch], Any] | None = None, batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    steer: Callable[[GenerationBatch], Any] | None = None,
+    batch_size: int = 16,
 ) -> torch.Tensor:
     """Log-probabilities of the next token after each prompt ([N, vocab]), optionally under a steering context."""
     device = model_device(model)

@@ -89,7 +89,9 @@ class Study:
 
         model, tokenizer = self.agent(adapter)
         start = time.perf_counter()
-        verdicts = evaluate(model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name)
+        verdicts = evaluate(
+            model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name
+        )
         seconds = time.perf_counter() - start
         self.save_verdicts(name, verdicts)
         return {"cases": len(cases), "infer_s": round(seconds, 2)}
@@ -123,7 +125,11 @@ class Study:
             *self.config.sft_set,
         ]
         result = train_sft(load_config(SFTRunConfig, self.config.sft_config, overrides=overrides))
-        return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "best_eval_loss": result.best_eval_loss}
+        return {
+            "train_s": round(result.train_seconds, 2),
+            "steps": result.steps,
+            "best_eval_loss": result.best_eval_loss,
+        }
 
     def stage_eval_sft(self) -> dict[str, Any]:
         held = self.evaluate("sft", self.held_out)
@@ -201,7 +207,9 @@ class Study:
         atomic_write_text(out / "sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
         plots = self.run / "plots"
         layers = self.steering_layers(model)
-        plot_dose_response(result, best.layer if best else layers[len(layers) // 2], plots / "steering_dose_response.png")
+        plot_dose_response(
+            result, best.layer if best else layers[len(layers) // 2], plots / "steering_dose_response.png"
+        )
         plot_heatmap(result, plots / "steering_layer_alpha.png")
         chosen = None if best is None else {"layer": best.layer, "alpha": best.alpha, "chosen_on": "mine"}
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
@@ -255,7 +263,9 @@ class Study:
             target=s.conditional_target,
             positions=s.apply_positions,
         )
-        out["conditional_steering"] = self.evaluate("conditional_steering", self.held_out, steer=conditional.factory(model))
+        out["conditional_steering"] = self.evaluate(
+            "conditional_steering", self.held_out, steer=conditional.factory(model)
+        )
         out["threshold"] = float(conditional.threshold)
         return out
 
@@ -294,7 +304,13 @@ class Study:
             from steering.vector import SteeringVector
 
             vector = SteeringVector.load(self.run / "steering" / "vector.safetensors").only([int(chosen["layer"])])
-            factory = steering_factory(model, vector, float(chosen["alpha"]), positions=self.config.steering.apply_positions, tokenizer=tokenizer)
+            factory = steering_factory(
+                model,
+                vector,
+                float(chosen["alpha"]),
+                positions=self.config.steering.apply_positions,
+                tokenizer=tokenizer,
+            )
             out["simpo_steering"] = self.evaluate("simpo_steering", self.held_out, steer=factory, adapter=adapter)
         return out
 

@@ -18,7 +18,11 @@ def stage_probe(study: Study) -> dict[str, Any]:
         ProbeExperimentConfig,
         {
             "output_dir": str(out),
-            "model": {"path": study.config.base, "adapter": str(study.sft_dir / "adapter"), "quantize": study.config.quantize},
+            "model": {
+                "path": study.config.base,
+                "adapter": str(study.sft_dir / "adapter"),
+                "quantize": study.config.quantize,
+            },
             "data": {"cases": [str(study.data_dir / "train.jsonl")], "splits": ["train"], "max_cases": p.max_cases},
             "capture": {"positions": [p.position, "prompt_end"], "hooks": ["resid_post"]},
             "probes": {"tasks": ["clarify_vs_call_tool"], "methods": ["logreg", "mass_mean"]},

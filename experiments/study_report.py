@@ -37,7 +37,8 @@ def _costs(study: Study) -> dict[str, dict[str, Any]]:
     train = {
         "sft": sft_train,
         "guardrail": 0.0,
-        "steering": _stage(study, "steer_compute").get("seconds", 0.0) + _stage(study, "steer_sweep").get("seconds", 0.0),
+        "steering": _stage(study, "steer_compute").get("seconds", 0.0)
+        + _stage(study, "steer_sweep").get("seconds", 0.0),
         "simpo": simpo_train,
     }
     train["steering_random"] = train["steering"]
@@ -60,7 +61,7 @@ def write_study_report(study: Study) -> dict[str, Any]:
         if study.verdicts_path(name).is_file():
             methods[name] = study.load_verdicts(name)
     costs = _costs(study)
-    chosen = (study.run / "steering" / "chosen.json")
+    chosen = study.run / "steering" / "chosen.json"
     chosen_setting = json.loads(chosen.read_text()) if chosen.is_file() else None
     extras: dict[str, dict[str, Any]] = {}
     for name, verdicts in methods.items():

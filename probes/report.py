@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from probes.patching import PatchingResult
 
 
-
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None

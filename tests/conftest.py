@@ -10,8 +10,24 @@ import torch
 
 def _tokenizer_corpus() -> list[str]:
     rng = random.Random(0)
-    words = ["shipment", "invoice", "ticket", "account", "refund", "verify", "status", "pending", "customer", "approve", "escalate", "clarify"]
-    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + f" SHP-{rng.randint(1000, 9999)}" for _ in range(300)]
+    words = [
+        "shipment",
+        "invoice",
+        "ticket",
+        "account",
+        "refund",
+        "verify",
+        "status",
+        "pending",
+        "customer",
+        "approve",
+        "escalate",
+        "clarify",
+    ]
+    return [
+        " ".join(rng.choice(words) for _ in range(rng.randint(3, 15))) + f" SHP-{rng.randint(1000, 9999)}"
+        for _ in range(300)
+    ]
 
 
 @pytest.fixture(scope="session")

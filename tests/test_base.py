@@ -3,6 +3,7 @@ saved as safetensors that loads back through `load_model`."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ def test_warmup_stable_decay_schedule():
     lrs = [_lr_at(s, total, warmup, peak, 0.2) for s in range(total)]
     assert lrs[0] == pytest.approx(peak / warmup) and lrs[warmup - 1] == pytest.approx(peak)
     assert all(lr == peak for lr in lrs[warmup:80])  # flat until the last 20%
-    assert all(a > b for a, b in zip(lrs[80:], lrs[81:]))  # then strictly decreasing
+    assert all(a > b for a, b in itertools.pairwise(lrs[80:]))  # then strictly decreasing
     assert lrs[-1] == pytest.approx(peak / 20)  # one step from zero
 
 
@@ -46,8 +47,16 @@ def test_build_base_saves_a_loadable_safetensors_model(tmp_path: Path):
     from toolprior.modeling import load_model, load_tokenizer
 
     config = BaseConfig(
-        corpus_cases=30, vocab_size=600, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2,
-        num_kv_heads=1, head_dim=16, seq_len=128, max_steps=6,
+        corpus_cases=30,
+        vocab_size=600,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=16,
+        seq_len=128,
+        max_steps=6,
     )
     result = build_base(config, tmp_path / "base", progress=False)
     files = {p.name for p in (tmp_path / "base").iterdir()}

@@ -223,7 +223,9 @@ def test_template_without_system_or_tools(tok):
     user = [{"role": "user", "content": "hi"}]
     assert tok.apply_chat_template(user, tokenize=False) == "<|user|>\nhi<|end|>\n"
     with_tools = tok.apply_chat_template(user, tools=[TOOL.to_dict()], tokenize=False)
-    assert with_tools.startswith("<|system|>\n# Tools (* = required)\n- ") and with_tools.endswith("<|end|>\n<|user|>\nhi<|end|>\n")
+    assert with_tools.startswith("<|system|>\n# Tools (* = required)\n- ") and with_tools.endswith(
+        "<|end|>\n<|user|>\nhi<|end|>\n"
+    )
     assert tok.apply_chat_template([{"role": "tool", "content": "{}"}], tokenize=False) == "<|tool|>\n{}<|end|>\n"
 
 

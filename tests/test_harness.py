@@ -153,6 +153,10 @@ def test_repeated_identical_calls_stop_as_a_loop(taught_model, tiny_tokenizer):
     assert verdict.meta["loop"] is True
     assert verdict.meta["turns"] == 2  # the taught model retries once; the second identical call trips the detector
     (no_loop,) = evaluate(
-        taught_model, tiny_tokenizer, [make_case(TAUGHT_ID, "verify SHP-1030", Action.CALL_TOOL)], config=config, progress=False
+        taught_model,
+        tiny_tokenizer,
+        [make_case(TAUGHT_ID, "verify SHP-1030", Action.CALL_TOOL)],
+        config=config,
+        progress=False,
     )
     assert no_loop.meta["loop"] is False

@@ -211,7 +211,15 @@ def twelve() -> list[Verdict]:
         # call_tool x4: 3 right decisions (one of them with the wrong arguments, one with the wrong tool); 1 answered
         V("call_tool", "call_tool", True, "multi_step_chaining", think_argues="call_tool", **ok),
         V("call_tool", "call_tool", True, "multi_step_chaining", tool_name_ok=True, arguments_ok=False),
-        V("call_tool", "call_tool", True, "multi_step_chaining", split="eval_novel", tool_name_ok=False, arguments_ok=False),
+        V(
+            "call_tool",
+            "call_tool",
+            True,
+            "multi_step_chaining",
+            split="eval_novel",
+            tool_name_ok=False,
+            arguments_ok=False,
+        ),
         V("call_tool", "answer_directly", False, "multi_step_chaining"),
         # clarify x5: 1 right, 3 call_tool, 1 unparsed
         V("clarify", "clarify", True, "clarification_loop", think_argues="clarify"),

@@ -17,7 +17,9 @@ from toolprior.config import load_config
 from training.benchmark import BenchmarkConfig, write_benchmark
 from training.sft import SFTRunConfig, case_row, lora_config, sft_config
 
-SMALL = BenchmarkConfig().replace(train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1)
+SMALL = BenchmarkConfig().replace(
+    train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,11 @@ def test_assistant_only_loss_labels_exactly_the_assistant_turns(world, tiny_toke
         ref = tiny_tokenizer.apply_chat_template(
             messages, tools=json.loads(tools), tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
-        assert ids == ref["input_ids"], (len(ids), len(ref["input_ids"]), tiny_tokenizer.decode(ref["input_ids"][len(ids) - 5 :]))
+        assert ids == ref["input_ids"], (
+            len(ids),
+            len(ref["input_ids"]),
+            tiny_tokenizer.decode(ref["input_ids"][len(ids) - 5 :]),
+        )
         trained = [lab != -100 for lab in labels]
         assert trained == [m == 1 for m in ref["assistant_masks"]]
         # every trained run starts right after an `<|assistant|>\n` header and ends with `<|end|>`

@@ -20,7 +20,9 @@ def test_sft_under_accelerate_with_two_cpu_processes(tmp_path, tiny_tokenizer):
     base = tmp_path / "base"
     make_tiny_qwen3(tiny_tokenizer, seed=0).save_pretrained(base)
     tiny_tokenizer.save_pretrained(base)
-    small = BenchmarkConfig().replace(train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1)
+    small = BenchmarkConfig().replace(
+        train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1
+    )
     write_benchmark(tmp_path / "data", seed=5, config=small)
     out = tmp_path / "run"
     accelerate = Path(sys.executable).with_name("accelerate")

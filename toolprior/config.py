@@ -161,7 +161,10 @@ def _hint_name(hint: Any) -> str:
 
 
 def load_config(
-    cls: type[T], path: str | os.PathLike[str] | None, overrides: Sequence[str] = (), defaults: dict[str, Any] | None = None
+    cls: type[T],
+    path: str | os.PathLike[str] | None,
+    overrides: Sequence[str] = (),
+    defaults: dict[str, Any] | None = None,
 ) -> T:
     """Defaults, then the YAML file, then `--set` overrides, into one dataclass."""
     data: dict[str, Any] = dict(defaults or {})

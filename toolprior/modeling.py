@@ -111,7 +111,9 @@ def load_model(
 
         adapter_path = Path(adapter)
         if not (adapter_path / "adapter_config.json").is_file():
-            raise InputError(Problem(str(adapter_path), None, None, "not a PEFT adapter folder (no adapter_config.json)"))
+            raise InputError(
+                Problem(str(adapter_path), None, None, "not a PEFT adapter folder (no adapter_config.json)")
+            )
         loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=trainable_adapter)
     loaded.eval()
     return loaded

@@ -274,6 +274,8 @@ def build_base(config: BaseConfig, out_dir: Path, progress: bool = True) -> Base
     cases = corpus_cases(config)
     documents = corpus_from_cases(cases) + format_primer(cases, seed=config.seed)
     if config.transcripts:
-        documents += transcripts(corpus_cases(config.replace(corpus_seed=config.corpus_seed + 1), config.transcript_mix))
+        documents += transcripts(
+            corpus_cases(config.replace(corpus_seed=config.corpus_seed + 1), config.transcript_mix)
+        )
     random.Random(config.seed).shuffle(documents)
     return pretrain(config, documents, out_dir, progress=progress)

@@ -233,7 +233,9 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     val_rows, val_dropped = fit_rows([case_row(c) for c in val_cases], tokenizer, config.training.max_length)
     if dropped or val_dropped:
         # TRL truncates from the end, which is where the assistant's action is: drop such cases instead.
-        print(f"left out {dropped} train and {val_dropped} val cases longer than max_length={config.training.max_length}")
+        print(
+            f"left out {dropped} train and {val_dropped} val cases longer than max_length={config.training.max_length}"
+        )
     train_ds = Dataset.from_list(train_rows)
     val_ds = Dataset.from_list(val_rows) if val_rows else None
     use_cpu = not torch.cuda.is_available() or config.model.device == "cpu"

@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     steer.add_argument("--alpha", type=float, default=1.0, help="steering strength (default 1.0)")
     steer.add_argument("--layers", type=_layer_list, default=None, help="layers of the vector to apply (default all)")
     steer.add_argument(
-        "--steer-positions", choices=["all", "prompt", "generated", "from_decision"], default="all",
+        "--steer-positions",
+        choices=["all", "prompt", "generated", "from_decision"],
+        default="all",
         help="which positions to steer (default all)",
     )
     steer.add_argument("--steer-operator", choices=["add", "ablate", "ablate_then_add"], default="add")
@@ -76,7 +78,9 @@ def _eval(args: argparse.Namespace) -> int:
     m = report["methods"][method]
     print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
     for action, block in m["per_action"].items():
-        print(f"  {action:16s} n={block['n']:4d} acc={block['acc']:.3f} ci95={block['ci95']} top_wrong={block['top_wrong']}")
+        print(
+            f"  {action:16s} n={block['n']:4d} acc={block['acc']:.3f} ci95={block['ci95']} top_wrong={block['top_wrong']}"
+        )
     print(f"wrote {args.out / 'report.json'}")
     return 0
 
