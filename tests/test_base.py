@@ -79,3 +79,18 @@ def test_train_base_cli_rejects_an_unknown_field(tmp_path: Path):
     )
     assert proc.returncode == 2 and "nope" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_shipped_organism_base_is_the_default_recipe_and_loads_in_nf4():
+    from toolprior.modeling import load_model, load_tokenizer
+    from toolprior.organism import organism_base_path
+
+    path = organism_base_path()
+    recipe = json.loads((path / "base_recipe.json").read_text())
+    assert recipe["config"] == BaseConfig(seed=0).to_dict()  # made by REBUILD_COMMAND with today's defaults
+    assert (path / "model.safetensors").stat().st_size <= 10 * 2**20
+    tokenizer = load_tokenizer("organism")
+    model = load_model("organism", quantize="nf4")
+    assert "Linear4bit" in {type(m).__name__ for m in model.modules()}
+    ids = tokenizer(["<|user|>\nCheck SHP-1030.<|end|>\n<|assistant|>\n"], return_tensors="pt").input_ids
+    assert torch.isfinite(model(input_ids=ids).logits).all()

@@ -1,7 +1,7 @@
 """The embedded default agent: a tiny Qwen3-architecture decoder pre-trained by `toolprior train base`.
 
-The shipped base lives in `toolprior/assets/organism_base/` (safetensors + tokenizer). It is rebuilt, byte for
-byte on the same machine type, by:
+The shipped base lives in `toolprior/assets/organism_base/` (safetensors + tokenizer, 2.9 MB). It was made, and is
+rebuilt (same recipe and seed; bytes may differ across CPUs and torch builds), by:
 
     toolprior train base --out toolprior/assets/organism_base --seed 0
 """
