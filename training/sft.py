@@ -100,6 +100,8 @@ class SFTResult:
     best_eval_loss: float | None
     trainable_params: int
     resumed_from: str | None
+    train_tokens: int | None = None  # non-padding tokens seen (TRL's num_tokens), for tokens/s
+    peak_memory_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated over the training loop
 
 
 def case_row(case: Case) -> dict[str, Any]:
@@ -253,9 +255,14 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         callbacks=callbacks,
     )
     last = last_complete_checkpoint(out)
+    cuda = torch.cuda.is_available() and not use_cpu
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
+    peak = int(torch.cuda.max_memory_allocated()) if cuda else None
+    tokens = max((int(h["num_tokens"]) for h in trainer.state.log_history if "num_tokens" in h), default=None)
 
     adapter_dir = out / "adapter"
     main_process = trainer.is_world_process_zero()  # under DDP / FSDP only rank 0 writes results
@@ -274,6 +281,8 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         best_eval_loss=float(best) if best is not None else (min(eval_losses) if eval_losses else None),
         trainable_params=int(trainable),
         resumed_from=last,
+        train_tokens=tokens,
+        peak_memory_bytes=peak,
     )
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     summary["world_size"] = int(trainer.args.world_size)
