@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-new-tokens", type=int, default=160)
     ev.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
     ev.add_argument("--trust-remote-code", action="store_true")
+    ev.add_argument(
+        "--no-think-judge",
+        action="store_true",
+        help="skip classifying what each think block argues for (think/action mismatch is then not reported)",
+    )
     steer = ev.add_argument_group("steering (toolprior steer compute / sweep)")
     steer.add_argument("--steer", type=Path, default=None, metavar="VECTOR", help="steer with this vector file")
     steer.add_argument("--alpha", type=float, default=1.0, help="steering strength (default 1.0)")
@@ -74,6 +79,10 @@ def _eval(args: argparse.Namespace) -> int:
         steer, steering_extras = steering_from_args(args, model, tokenizer)
         extras = {method: steering_extras}
     verdicts = evaluate(model, tokenizer, cases, config=config, steer=steer, desc=method)
+    if not args.no_think_judge:
+        from evals.forensics import annotate_think
+
+        verdicts = annotate_think(verdicts, cases=cases)  # the rule judge; feeds think_action_mismatch
     report = write_eval_report(args.out, cases, {method: verdicts}, extras=extras)
     m = report["methods"][method]
     print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")

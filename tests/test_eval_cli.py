@@ -1,0 +1,31 @@
+"""`toolprior eval` end to end on the shipped organism base: verdicts, report.json, report.md, plots, and the rule
+think judge feeding think/action mismatch."""
+
+import json
+import subprocess
+import sys
+
+from training.benchmark import BenchmarkConfig, write_benchmark
+
+
+def test_eval_cli_writes_the_report_contract(tmp_path):
+    sizes = BenchmarkConfig().replace(train_size=5, val_size=1, mine_size=1, eval_per_category=1)
+    write_benchmark(tmp_path / "data", seed=3, config=sizes)
+    out = tmp_path / "ev"
+    cmd = [sys.executable, "-m", "toolprior.cli", "eval", "--model", "organism", "--quantize", "nf4"]
+    cmd += ["--cases", str(tmp_path / "data" / "eval.jsonl"), "--out", str(out), "--limit", "8"]
+    proc = subprocess.run([*cmd, "--max-new-tokens", "48", "--batch-size", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "report.json").read_text())
+    m = report["methods"]["sft"]
+    assert report["eval"]["n"] == 8 and report["eval"]["splits"] == ["eval"]
+    assert {"overall", "macro_action", "per_action", "per_category", "confusion", "think_action_mismatch"} <= set(m)
+    assert {"tool_name_accuracy", "tool_accuracy"} <= set(m)
+    assert all(len(b["ci95"]) == 2 for b in m["per_action"].values())
+    verdicts = [json.loads(line) for line in (out / "verdicts" / "sft.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 8
+    judged = [v for v in verdicts if v["think"]]
+    assert judged and all("think_argues" in v for v in verdicts)
+    assert any(v["think_argues"] is not None for v in judged)  # the rule judge ran
+    assert len(list((out / "plots").glob("*.png"))) >= 3
+    assert "## Per expected action" in (out / "report.md").read_text()
