@@ -114,7 +114,49 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
 ) -> list[Verdict]:
-    """Run every case through the model and return one Verdict per case, in order."""
+    """Run every case through the model and return one Verdict per case, in order.
+
+    Launched as several processes (`accelerate launch --num_processes N ...`), each process takes every N-th case
+    and the verdicts are gathered back into case order on every process, so the result is the same as one
+    process's (the simulator draws per case, not per run)."""
+    world = distributed_world()
+    if world is None:
+        return _evaluate_here(model, tokenizer, cases, config=config, steer=steer, progress=progress, desc=desc)
+    from accelerate.utils import gather_object
+
+    rank, size = world
+    mine = list(cases)[rank::size]
+    local = _evaluate_here(
+        model, tokenizer, mine, config=config, steer=steer, progress=progress and rank == 0, desc=desc
+    )
+    gathered = gather_object([v.to_dict() for v in local])
+    by_id = {d["id"]: Verdict.from_dict(d) for d in gathered}
+    return [by_id[c.id] for c in cases]
+
+
+def distributed_world() -> tuple[int, int] | None:
+    """(rank, world size) when this process is one of several launched together (accelerate / torchrun set
+    WORLD_SIZE); None for a single process."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState()
+    return state.process_index, state.num_processes
+
+
+def _evaluate_here(
+    model: Any,
+    tokenizer: Any,
+    cases: Sequence[Case],
+    *,
+    config: HarnessConfig | None,
+    steer: SteeringFactory | None,
+    progress: bool,
+    desc: str,
+) -> list[Verdict]:
     config = config or HarnessConfig()
     simulator = ToolSimulator(seed=config.seed)
     conversations = []

@@ -54,7 +54,9 @@ def _layer_list(text: str) -> list[int]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from evals.harness import HarnessConfig, evaluate
+    import torch
+
+    from evals.harness import HarnessConfig, distributed_world, evaluate
     from evals.report import write_eval_report
     from toolprior.case_io import read_case_files
     from toolprior.modeling import load_model, load_tokenizer
@@ -62,12 +64,19 @@ def _eval(args: argparse.Namespace) -> int:
     cases = read_case_files(args.cases)
     if args.limit is not None:
         cases = cases[: args.limit]
+    world = distributed_world()  # launched as several processes: each scores a shard, rank 0 writes
+    device = None
+    if world is not None and torch.cuda.is_available():
+        from accelerate import PartialState
+
+        device = f"cuda:{PartialState().local_process_index}"
     tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
     model = load_model(
         args.model,
         quantize=args.quantize,
         adapter=args.adapter,
         dtype=args.dtype,
+        device=device,
         trust_remote_code=args.trust_remote_code,
     )
     config = HarnessConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, max_turns=args.max_turns)
@@ -83,6 +92,8 @@ def _eval(args: argparse.Namespace) -> int:
         from evals.forensics import annotate_think
 
         verdicts = annotate_think(verdicts, cases=cases)  # the rule judge; feeds think_action_mismatch
+    if world is not None and world[0] != 0:
+        return 0
     report = write_eval_report(args.out, cases, {method: verdicts}, extras=extras)
     m = report["methods"][method]
     print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
