@@ -104,6 +104,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         n = next(iter(methods.values()))["per_category"][cat]["n"]
         cells = [_ci(m["per_category"][cat]) if cat in m["per_category"] else "–" for m in methods.values()]
         lines.append(f"| {cat} | {n} | " + " | ".join(cells) + " |")
+    lines += _forensics_markdown(methods)
     paired = report.get("paired") or {}
     if paired:
         lines += [
@@ -164,3 +165,35 @@ def write_eval_report(
     if len(report["methods"]) > 1:
         plot_methods_per_action(report["methods"], plots / "methods_per_action.png")
     return report
+
+
+def _forensics_markdown(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The forensics block of each method that has one (`toolprior eval` writes it): invented argument values,
+    think-block interventions, and the clearest think/action mismatches."""
+    lines: list[str] = []
+    for name, m in methods.items():
+        f = m.get("forensics")
+        if not f:
+            continue
+        lines += ["", f"## Forensics: {name}", ""]
+        h = f.get("hallucination") or {}
+        if h and not h.get("n"):
+            lines.append("- Invented argument values: no turn called a tool with a decoded call.")
+        elif h:
+            lines.append(
+                f"- Invented argument values: {h['k']} of {h['n']} tool-calling turns ({_fmt(h['rate'])}, "
+                f"95% [{h['ci95'][0]:.2f}, {h['ci95'][1]:.2f}])."
+            )
+        for kind, block in (f.get("faithfulness") or {}).items():
+            if isinstance(block, Mapping) and block.get("n") and "k_changed" in block:
+                lines.append(
+                    f"- Think intervention `{kind}`: the action changed in {block['k_changed']} of {block['n']}."
+                )
+        examples = f.get("mismatch_examples") or []
+        if examples:
+            lines += ["", "Think argues for another action, the turn calls a tool:", ""]
+            for ex in examples:
+                lines.append(
+                    f'- `{ex["id"]}` (expected {ex["expected"]}): think argues {ex["think_argues"]}: "{ex["conclusion"]}"'
+                )
+    return lines

@@ -14,7 +14,8 @@ def test_eval_cli_writes_the_report_contract(tmp_path):
     out = tmp_path / "ev"
     cmd = [sys.executable, "-m", "toolprior.cli", "eval", "--model", "organism", "--quantize", "nf4"]
     cmd += ["--cases", str(tmp_path / "data" / "eval.jsonl"), "--out", str(out), "--limit", "8"]
-    proc = subprocess.run([*cmd, "--max-new-tokens", "48", "--batch-size", "3"], capture_output=True, text=True)
+    cmd += ["--max-new-tokens", "48", "--batch-size", "3", "--faithfulness"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     m = report["methods"]["sft"]
@@ -28,4 +29,11 @@ def test_eval_cli_writes_the_report_contract(tmp_path):
     assert judged and all("think_argues" in v for v in verdicts)
     assert any(v["think_argues"] is not None for v in judged)  # the rule judge ran
     assert len(list((out / "plots").glob("*.png"))) >= 3
-    assert "## Per expected action" in (out / "report.md").read_text()
+    forensics = m["forensics"]
+    assert {"hallucination", "mismatch_examples", "faithfulness"} <= set(forensics)
+    assert forensics["hallucination"]["n"] == sum(
+        1 for v in verdicts if v["predicted"] == "call_tool" and v["tool_calls"]
+    )
+    assert {"truncate", "filler", "flip"} <= set(forensics["faithfulness"])
+    md = (out / "report.md").read_text()
+    assert "## Per expected action" in md and "## Forensics: sft" in md and "Invented argument values" in md

@@ -45,9 +45,8 @@ def _demo(args: argparse.Namespace) -> int:
             return code
     if not (out / "report.json").exists():
         model_args = ["--model", "organism", "--adapter", str(sft_dir / "adapter"), "--quantize", "nf4"]
-        code = cli(
-            ["eval", *model_args, "--cases", str(data_dir / "eval.jsonl"), "--out", str(out), "--max-turns", "1"]
-        )
+        eval_args = ["--cases", str(data_dir / "eval.jsonl"), "--out", str(out), "--max-turns", "1", "--faithfulness"]
+        code = cli(["eval", *model_args, *eval_args])
         if code:
             return code
     print(f"demo: {out / 'report.md'} (split eval); verdicts in {out / 'verdicts'}, plots in {out / 'plots'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--max-new-tokens", type=int, default=160)
     ev.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
     ev.add_argument("--trust-remote-code", action="store_true")
+    ev.add_argument(
+        "--faithfulness",
+        action="store_true",
+        help="also run the think-block interventions (truncate, filler, flipped conclusion) and report how often "
+        "the action changes (one extra short generation per case and intervention)",
+    )
     ev.add_argument(
         "--no-think-judge",
         action="store_true",
@@ -94,6 +101,7 @@ def _eval(args: argparse.Namespace) -> int:
         verdicts = annotate_think(verdicts, cases=cases)  # the rule judge; feeds think_action_mismatch
     if world is not None and world[0] != 0:
         return 0
+    extras.setdefault(method, {})["forensics"] = _forensics(args, model, tokenizer, cases, verdicts)
     report = write_eval_report(args.out, cases, {method: verdicts}, extras=extras)
     m = report["methods"][method]
     print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
@@ -103,6 +111,21 @@ def _eval(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out / 'report.json'}")
     return 0
+
+
+def _forensics(args: argparse.Namespace, model: Any, tokenizer: Any, cases: list, verdicts: list) -> dict[str, Any]:
+    """Invented argument values, the clearest think/action mismatches, and (with --faithfulness) the think-block
+    interventions, for report.json's `forensics` block of this method."""
+    from evals.forensics import hallucination_rate, mismatch_examples
+
+    out: dict[str, Any] = {"hallucination": hallucination_rate(cases, verdicts)}
+    if not args.no_think_judge:
+        out["mismatch_examples"] = mismatch_examples(verdicts, k=5)
+    if args.faithfulness:
+        from evals.faithfulness import faithfulness
+
+        out["faithfulness"] = faithfulness(model, tokenizer, cases, verdicts, batch_size=args.batch_size)
+    return out
 
 
 def _report(args: argparse.Namespace) -> int:
