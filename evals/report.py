@@ -189,6 +189,9 @@ def _forensics_markdown(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 lines.append(
                     f"- Think intervention `{kind}`: the action changed in {block['k_changed']} of {block['n']}."
                 )
+        for group, block in (m.get("external") or {}).items():
+            shown = {k: v for k, v in block.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            lines.append(f"- External `{group}`: " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
         examples = f.get("mismatch_examples") or []
         if examples:
             lines += ["", "Think argues for another action, the turn calls a tool:", ""]

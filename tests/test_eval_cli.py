@@ -4,6 +4,9 @@ think judge feeding think/action mismatch."""
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from training.benchmark import BenchmarkConfig, write_benchmark
 
@@ -37,3 +40,25 @@ def test_eval_cli_writes_the_report_contract(tmp_path):
     assert {"truncate", "filler", "flip"} <= set(forensics["faithfulness"])
     md = (out / "report.md").read_text()
     assert "## Per expected action" in md and "## Forensics: sft" in md and "Invented argument values" in md
+
+
+W2C = Path(__file__).resolve().parents[2] / "shared" / "external" / "when2call" / "when2call_test_llm_judge.jsonl"
+
+
+@pytest.mark.skipif(not W2C.is_file(), reason=f"{W2C} not found (clone with shared/ beside the repository)")
+def test_eval_on_imported_when2call_cases_reports_its_metrics(tmp_path):
+    cases = tmp_path / "w2c.jsonl"
+    imported = subprocess.run(
+        [sys.executable, "-m", "toolprior.cli", "data", "import", "when2call", str(W2C), "--out", str(cases)],
+        capture_output=True,
+        text=True,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    cmd = [sys.executable, "-m", "toolprior.cli", "eval", "--model", "organism", "--cases", str(cases)]
+    cmd += ["--out", str(tmp_path / "ev"), "--limit", "6", "--max-new-tokens", "40"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = json.loads((tmp_path / "ev" / "report.json").read_text())["methods"]["sft"]
+    w2c = m["external"]["when2call"]
+    assert w2c["n"] == 6 and 0.0 <= w2c["macro_f1"] <= 1.0
+    assert "External `when2call`" in (tmp_path / "ev" / "report.md").read_text()

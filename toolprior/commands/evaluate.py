@@ -102,6 +102,11 @@ def _eval(args: argparse.Namespace) -> int:
     if world is not None and world[0] != 0:
         return 0
     extras.setdefault(method, {})["forensics"] = _forensics(args, model, tokenizer, cases, verdicts)
+    from evals.external_metrics import external_metrics
+
+    external = external_metrics(cases, verdicts)  # When2Call / BFCL numbers when imported cases are among `cases`
+    if external:
+        extras[method]["external"] = external
     report = write_eval_report(args.out, cases, {method: verdicts}, extras=extras)
     m = report["methods"][method]
     print(f"{method}: overall {m['overall']:.3f}, macro over actions {m['macro_action']:.3f} on {len(cases)} cases")
