@@ -105,6 +105,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         cells = [_ci(m["per_category"][cat]) if cat in m["per_category"] else "–" for m in methods.values()]
         lines.append(f"| {cat} | {n} | " + " | ".join(cells) + " |")
     lines += _forensics_markdown(methods)
+    lines += _external_markdown(methods)
     paired = report.get("paired") or {}
     if paired:
         lines += [
@@ -189,9 +190,6 @@ def _forensics_markdown(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 lines.append(
                     f"- Think intervention `{kind}`: the action changed in {block['k_changed']} of {block['n']}."
                 )
-        for group, block in (m.get("external") or {}).items():
-            shown = {k: v for k, v in block.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            lines.append(f"- External `{group}`: " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
         examples = f.get("mismatch_examples") or []
         if examples:
             lines += ["", "Think argues for another action, the turn calls a tool:", ""]
@@ -199,4 +197,17 @@ def _forensics_markdown(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
                 lines.append(
                     f'- `{ex["id"]}` (expected {ex["expected"]}): think argues {ex["think_argues"]}: "{ex["conclusion"]}"'
                 )
+    return lines
+
+
+def _external_markdown(methods: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """When2Call / BFCL numbers of each method scored on imported cases (`external` block), one line per benchmark."""
+    lines: list[str] = []
+    for name, m in methods.items():
+        external = m.get("external") or {}
+        if external:
+            lines += ["", f"## External benchmarks: {name}", ""]
+        for group, block in external.items():
+            shown = {k: v for k, v in block.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            lines.append(f"- External `{group}`: " + ", ".join(f"{k} {_fmt(v)}" for k, v in shown.items()))
     return lines

@@ -95,12 +95,12 @@ def _eval(args: argparse.Namespace) -> int:
         steer, steering_extras = steering_from_args(args, model, tokenizer)
         extras = {method: steering_extras}
     verdicts = evaluate(model, tokenizer, cases, config=config, steer=steer, desc=method)
+    if world is not None and world[0] != 0:
+        return 0  # every rank holds all gathered verdicts; rank 0 alone judges, scores and writes
     if not args.no_think_judge:
         from evals.forensics import annotate_think
 
         verdicts = annotate_think(verdicts, cases=cases)  # the rule judge; feeds think_action_mismatch
-    if world is not None and world[0] != 0:
-        return 0
     extras.setdefault(method, {})["forensics"] = _forensics(args, model, tokenizer, cases, verdicts)
     from evals.external_metrics import external_metrics
 
