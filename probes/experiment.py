@@ -277,11 +277,12 @@ def baseline_model(config: ProbeExperimentConfig, model: Any) -> Iterator[tuple[
         del fresh
 
 
-def select_cases(config: ProbeExperimentConfig) -> list[Any]:
+def select_cases(config: ProbeExperimentConfig, *, limit: bool = True) -> list[Any]:
+    """The cases of `config.data` in its splits, the first `data.max_cases` of them when `limit`."""
     from toolprior.case_io import read_case_files
 
     cases = [c for c in read_case_files(config.data.cases) if c.split in config.data.splits]
-    if config.data.max_cases is not None:
+    if limit and config.data.max_cases is not None:
         cases = cases[: config.data.max_cases]
     if not cases:
         raise InputError(
@@ -344,6 +345,7 @@ def run_probe_experiment(
 
     from probes.capture import capture_cases
     from probes.hook_points import all_hook_names
+    from probes.markdown import render_probe_markdown
     from probes.report import json_safe, plot_layer_curve, probe_block
     from probes.store import STORE_DTYPES, ActivationStore
     from toolprior.config import dump_yaml
@@ -413,7 +415,10 @@ def run_probe_experiment(
         timings["logit_lens"] = time.perf_counter() - t0
     if config.patching.enabled:
         t0 = time.perf_counter()
-        summary["patching"] = _run_patching(config, model, tokenizer, cases, out, progress)
+        # twins are rare (a few per hundred cases): patching looks for them in every case of the splits, not only
+        # the first data.max_cases the probes use
+        every_case = select_cases(config, limit=False)
+        summary["patching"] = _run_patching(config, model, tokenizer, every_case, out, progress)
         timings["patching"] = time.perf_counter() - t0
 
     # -- the base-model baseline
@@ -448,8 +453,11 @@ def run_probe_experiment(
         atomic_write_text(out / "probe_block.json", json.dumps(json_safe(block), indent=2) + "\n")
     timings["total"] = time.perf_counter() - started
     summary["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
-    summary["files"] = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    atomic_write_text(out / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
+    summary = json_safe(summary)
+    atomic_write_text(out / "report.md", render_probe_markdown(summary))
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    summary["files"] = sorted(written | {"summary.json"})
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     del model
     with contextlib.suppress(Exception):
         if torch.cuda.is_available():

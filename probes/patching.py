@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -647,7 +648,11 @@ def _grad_pass(
             )[:, -1].float()
             metric = logits[:, ids[0]] - logits[:, ids[1]]
             tensors = [kept[key] for key in keys]
-            grads = torch.autograd.grad(metric.sum(), tensors, allow_unused=True)
+            with warnings.catch_warnings():
+                # bitsandbytes' 4-bit kernel warns it has no autograd registration; its gradients through NF4
+                # layers equal the dequantised model's (tests/test_patching.py checks it), so the warning is noise
+                warnings.filterwarnings("ignore", message=".*gemv_4bit.*")
+                grads = torch.autograd.grad(metric.sum(), tensors, allow_unused=True)
     finally:
         handle.remove()
     acts: dict[tuple[int, str], torch.Tensor] = {}
@@ -774,7 +779,7 @@ def compare_patching(exact: PatchingResult, approx: PatchingResult, top: int = 3
     estimate degrades as the patch grows and as nonlinearities downstream saturate)."""
     if exact.layers != approx.layers or exact.columns != approx.columns:
         raise ValueError("exact and attribution maps cover different layers or columns")
-    out: dict[str, Any] = {"kind": exact.kind, "top": top}
+    out: dict[str, Any] = {"kind": exact.kind, "top": top, "twin_gap": twin_gap(exact)}
     for direction in exact.maps:
         if direction not in approx.maps:
             continue
@@ -811,6 +816,26 @@ def compare_patching(exact: PatchingResult, approx: PatchingResult, top: int = 3
     return out
 
 
+def twin_gap(result: PatchingResult) -> dict[str, float]:
+    """How far apart the twins are on the metric before any patch: the mean clean - corrupted difference, the
+    spread of the per-pair gaps, and the largest mean effect any patch made. When the gap is small against its own
+    spread, the model does not tell the twins apart here and a patching map ranks noise."""
+    gaps = (result.clean - result.corrupted).float()
+    spread = float(gaps.std()) if gaps.numel() > 1 else 0.0
+    largest = max((_max_abs(result.effect(d)) for d in result.maps), default=0.0)
+    return {
+        "mean": round(float(gaps.mean()), 6),
+        "std": round(spread, 6),
+        "sem": round(spread / max(gaps.numel(), 1) ** 0.5, 6),
+        "largest_effect": round(largest, 6),
+    }
+
+
+def twins_told_apart(gap: dict[str, float]) -> bool:
+    """Whether the twins' metric gap stands clear of zero: |mean| > 2 standard errors and at least 0.1 logit."""
+    return abs(gap["mean"]) > max(2.0 * gap["sem"], 0.1)
+
+
 def _max_abs(row: torch.Tensor) -> float:
     row = row.abs()
     row = torch.where(torch.isnan(row), torch.zeros_like(row), row)
@@ -820,6 +845,14 @@ def _max_abs(row: torch.Tensor) -> float:
 def explain_differences(comparison: dict[str, Any]) -> str:
     """A sentence per direction on where exact and attribution patching differ, for the report."""
     lines = []
+    gap = comparison.get("twin_gap")
+    if gap is not None and not twins_told_apart(gap):
+        lines.append(
+            f"the twins are not told apart at this position: mean clean - corrupted metric {gap['mean']:+.3f} logit "
+            f"(standard error {gap['sem']:.3f}), and no patch moves the metric by more than {gap['largest_effect']:.3f}"
+            ", so both maps rank noise and their top layers need not agree; localise on a model that separates the "
+            "twins (or at a position where it does)"
+        )
     for direction in DIRECTIONS:
         block = comparison.get(direction)
         if not block:

@@ -87,6 +87,7 @@ def probe_block(curve: LayerCurve, base: LayerCurve | None = None) -> dict[str, 
         "folds": curve.folds,
         "cv": "StratifiedGroupKFold by surface template",
         "C": curve.C,
+        "permutations": curve.permutations,
         "chance": _clean(curve.rows[0].chance) if curve.rows else None,
         "layers": layers,
     }

@@ -238,3 +238,36 @@ def test_twin_pairs_pick_clarify_clean_and_share_their_suffix(tiny_tokenizer):
     decision = twin_pairs(cases, tiny_tokenizer, position="decision", max_pairs=2)
     assert len(decision) == 2
     assert tiny_tokenizer.decode(decision[0].clean).endswith("<think></think>")
+
+
+def test_attribution_through_nf4_layers_equals_the_dequantised_model(tiny_tokenizer, tmp_path):
+    """bitsandbytes warns that its 4-bit kernel has no autograd registration; attribution patching differentiates
+    through NF4 layers, so check its gradients against the same weights dequantised into plain fp32 Linears."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    arch_model("llama", tiny_tokenizer).save_pretrained(tmp_path / "llama")
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "llama", quantization_config=quantization, device_map={"": "cpu"}
+    ).eval()
+    pairs = twin_pairs(make_twins(), tiny_tokenizer)
+    nf4, _ = attribution_patching(model, tiny_tokenizer, pairs, k=3, heads=False)
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, bnb.nn.Linear4bit):
+                weight = dequantize_4bit(child.weight.data, child.weight.quant_state).float()
+                linear = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+                linear.weight.data = weight
+                setattr(module, name, linear)
+                replaced += 1
+    assert replaced > 0
+    plain, _ = attribution_patching(model, tiny_tokenizer, pairs, k=3, heads=False)
+    for direction in ("denoise", "noise"):
+        effect = plain.effect(direction)
+        assert float(effect.abs().max()) > 0  # there is a gradient to compare
+        torch.testing.assert_close(nf4.effect(direction), effect, atol=1e-4, rtol=1e-3)

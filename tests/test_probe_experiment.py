@@ -106,6 +106,15 @@ def test_runner_end_to_end_writes_the_report_block_and_plots(agent, tmp_path):
     patching = json.loads((out / "patching.json").read_text())
     assert patching["pairs"] == 2 and patching["resid_exact"]["columns"] == [0, 1, 2]
     assert set(patching["comparison_resid"]["denoise"]) >= {"spearman", "top_layers_agree", "exact_layer_ranking"}
+    gap = patching["comparison_resid"]["twin_gap"]
+    resid = patching["resid_exact"]
+    assert gap["mean"] == pytest.approx(resid["clean_mean"] - resid["corrupted_mean"], abs=1e-5)
+    report_md = (out / "report.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    best = next(r for r in summary["probe"]["layers"] if r["layer"] == summary["probe"]["best_layer"])
+    assert f"accuracy {best['acc']:.3f} on held-out templates" in report_md
+    assert "Exact vs attribution patching" in report_md and "## Logit lens" in report_md
+    assert "report.md" in summary["files"] and "summary.json" in summary["files"]
     probes = ProbeWeights.load(out / "probes" / "decision__resid_post__clarify_vs_call_tool__logreg")
     assert probes["blocks.1.hook_resid_post"].direction.shape == (64,)
 
