@@ -187,28 +187,17 @@ def _log(progress: bool, message: str) -> None:
 
 
 def load_agent(section: ModelSection) -> tuple[Any, Any]:
-    """(model, tokenizer) of the agent: the base folder with the adapter on top. The tokenizer saved with the
-    adapter wins (fine-tuning may have added the format tokens)."""
-    from transformers import AutoTokenizer
+    """(model, tokenizer) of the agent `section` names (toolprior.modeling.load_agent)."""
+    from toolprior.modeling import load_agent as load
 
-    from toolprior.modeling import load_model, load_tokenizer
-
-    model = load_model(
+    return load(
         section.path,
+        section.adapter,
         quantize=section.quantize,
-        adapter=section.adapter,
         dtype=section.dtype,
         device=section.device,
         trust_remote_code=section.trust_remote_code,
     )
-    if section.adapter is not None and (Path(section.adapter) / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(section.adapter, trust_remote_code=section.trust_remote_code)
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-    else:
-        tokenizer = load_tokenizer(section.path, trust_remote_code=section.trust_remote_code)
-    return model, tokenizer
 
 
 def random_twin(model: Any, seed: int = 0) -> Any:

@@ -161,9 +161,27 @@ def test_probe_example_script_runs_on_a_local_model(agent, tmp_path, monkeypatch
 
     script = Path(__file__).resolve().parents[1] / "experiments" / "probe_example.py"
     out = tmp_path / "example"
-    argv = [str(script), str(agent / "model"), str(agent / "data" / "train.jsonl"), str(out)]
+    cases = str(agent / "data" / "train.jsonl")
+    argv = [str(script), str(agent / "model"), "--adapter", str(agent / "adapter"), "--cases", cases, "--out", str(out)]
     monkeypatch.setattr(sys, "argv", argv)
     runpy.run_path(str(script), run_name="__main__")
     block = json.loads(capsys.readouterr().out)
     assert block["position"] == "decision" and len(block["layers"]) == 2
+    assert all(0.0 <= row["acc"] <= 1.0 for row in block["layers"])
     assert (out / "layer_curve.png").read_bytes()[:8] == PNG
+
+
+def test_readme_shows_the_probe_example_as_it_is():
+    """The README's probe snippet is the body of experiments/probe_example.py's `probe`, line for line."""
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    namespace = runpy.run_path(str(root / "experiments" / "probe_example.py"))
+    source = inspect.getsource(namespace["probe"])
+    body = textwrap.dedent(source.split('"""', 2)[-1] if '"""' in source else source.split("\n", 1)[1])
+    body_lines = [line for line in body.splitlines() if line.strip() and not line.startswith("return")]
+    readme = (root / "README.md").read_text()
+    for line in body_lines:
+        assert line in readme, f"README is missing: {line}"

@@ -119,6 +119,25 @@ def load_model(
     return loaded
 
 
+def load_agent(
+    model: str | os.PathLike[str],
+    adapter: str | os.PathLike[str] | None = None,
+    *,
+    quantize: str = "none",
+    dtype: str = "float32",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) of an agent: the base model with its adapter on top (see `load_model`). The tokenizer
+    saved with the adapter wins when there is one (fine-tuning may have added the format tokens)."""
+    loaded = load_model(
+        model, quantize=quantize, adapter=adapter, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+    )
+    has_own = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
+    tokenizer = load_tokenizer(adapter if has_own else model, trust_remote_code=trust_remote_code)
+    return loaded, tokenizer
+
+
 def text_config(model: nn.Module) -> Any:
     """The config that describes the decoder stack (multimodal models keep it under `text_config`)."""
     config = getattr(model, "config", None)
