@@ -115,10 +115,13 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     results["batched_eval_speedup"] = {"ratio": one_by_one / batched, "one_by_one_s": one_by_one, "batched_s": batched}
 
     alphas = [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0, 16.0]
-    sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=64)
+    # sweeps score the decision at the first turn (max_turns=1, as steering.sweep does), which is what lets the
+    # alpha grid run as one batch: 8 alphas x 32 cases in one batch, against the same 32 cases at one alpha
+    sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(alphas) * len(eval_cases), max_turns=1)
+    one_alpha_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
     sweep_s = median_time(lambda: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg), repeats)
     single = median_time(
-        lambda: evaluate(model, tokenizer, eval_cases, config=sweep_cfg, steer=factory, progress=False), repeats
+        lambda: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=factory, progress=False), repeats
     )
     results["sweep_cost"] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single}
     for key, (op, goal) in GOALS.items():
@@ -135,7 +138,7 @@ def capture_memory(n: int) -> dict[str, Any]:
     """Peak RSS of a separate process that streams `n` cases' all-layer activations to disk, next to the RSS of
     the same process after loading the model (the difference is what capturing costs)."""
     code = f"""
-import resource, sys, tempfile, torch
+import gc, sys, tempfile, torch
 from pathlib import Path
 sys.path.insert(0, {str(Path.cwd())!r})
 from experiments.bench import build_world
@@ -146,16 +149,22 @@ from toolprior.chat_template import render_prompt
 tmp = Path(tempfile.mkdtemp())
 model, tok, cases = build_world(tmp / "data")
 prompts = [render_prompt(tok, cases[i % len(cases)]) for i in range({n})]
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def kib(field):  # a /proc/self/status line in KiB
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1])
+gc.collect()
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = kib("VmHWM:")
 store = ActivationStore(tmp / "acts", dtype=torch.float16)
 capture(model, tok, prompts, all_resid_post(model), "prompt_end", batch_size=32, store=store)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(before, after)
+after = kib("VmHWM:")
+disk = sum(f.stat().st_size for f in (tmp / "acts").rglob("*") if f.is_file()) // 1024
+print(before, after, disk)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    before, after = (int(x) for x in out.stdout.split()[-2:])
+    before, after, disk = (int(x) for x in out.stdout.split()[-3:])
+    # a streamed capture's peak grows with one batch, not with the cases: compare it with what it wrote
     return {"cases": n, "rss_before_mb": round(before / 1024, 1), "peak_rss_mb": round(after / 1024, 1),
-            "capture_mb": round((after - before) / 1024, 1)}  # fmt: skip
+            "capture_mb": round((after - before) / 1024, 1), "written_mb": round(disk / 1024, 1)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

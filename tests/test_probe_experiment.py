@@ -185,3 +185,27 @@ def test_readme_shows_the_probe_example_as_it_is():
     readme = (root / "README.md").read_text()
     for line in body_lines:
         assert line in readme, f"README is missing: {line}"
+
+
+def test_load_agent_takes_the_tokenizer_saved_with_the_adapter(agent, tmp_path, tiny_tokenizer):
+    """SFT saves the tokenizer next to the adapter (it may have grown tokens); the agent is loaded with that one."""
+    import shutil
+
+    from toolprior.modeling import load_agent
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(agent / "adapter", adapter)
+    grown = copy_tokenizer(tiny_tokenizer)
+    grown.add_tokens(["<brand_new_tag>"])
+    grown.save_pretrained(adapter)
+    model, tokenizer = load_agent(agent / "model", adapter)
+    assert len(tokenizer) == len(tiny_tokenizer) + 1 and tokenizer.padding_side == "left"
+    _, plain = load_agent(agent / "model")
+    assert len(plain) == len(tiny_tokenizer)
+    assert type(model).__name__.startswith("PeftModel")
+
+
+def copy_tokenizer(tokenizer):
+    import copy
+
+    return copy.deepcopy(tokenizer)

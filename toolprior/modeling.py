@@ -133,8 +133,14 @@ def load_agent(
     loaded = load_model(
         model, quantize=quantize, adapter=adapter, dtype=dtype, device=device, trust_remote_code=trust_remote_code
     )
-    has_own = adapter is not None and (Path(adapter) / "tokenizer_config.json").is_file()
-    tokenizer = load_tokenizer(adapter if has_own else model, trust_remote_code=trust_remote_code)
+    if adapter is None or not (Path(adapter) / "tokenizer_config.json").is_file():
+        return loaded, load_tokenizer(model, trust_remote_code=trust_remote_code)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     return loaded, tokenizer
 
 
