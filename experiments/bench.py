@@ -34,6 +34,20 @@ GOALS = {
 }
 
 
+def paired_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Medians of `a` and `b` timed in alternation (a, b, a, b, ...), so drift in the machine's speed (other
+    load, frequency scaling) falls on both sides alike; a ratio of two medians taken minutes apart does not."""
+    a()
+    b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
     fn()  # warm-up: first calls pay for allocation and lazy imports
     times = []
@@ -92,8 +106,7 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     def cap(backend: str) -> Callable[[], Any]:
         return lambda: capture(model, tokenizer, prompts, hooks, "prompt_end", batch_size=16, backend=backend)
 
-    plain = median_time(forward, repeats)
-    ours = median_time(cap("hooks"), repeats)
+    plain, ours = paired_times(forward, cap("hooks"), repeats)
     results["capture_overhead"] = {"ratio": ours / plain, "capture_s": ours, "forward_s": plain}
     for backend, key in (("nnsight", "capture_vs_nnsight"), ("transformer_lens", "capture_vs_transformer_lens")):
         theirs = median_time(cap(backend), repeats)
@@ -102,9 +115,12 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     gen_prompts = prompts[:32]
     # equal lengths on both sides: a steered random model may stop sooner or later, which is not overhead
     fixed = {"max_new_tokens": 48, "min_new_tokens": 48, "batch_size": 32}
-    unsteered = median_time(lambda: generate(model, tokenizer, gen_prompts, **fixed), repeats)
     factory = steering_factory(model, vector, 4.0, tokenizer=tokenizer)
-    steered = median_time(lambda: generate(model, tokenizer, gen_prompts, steer=factory, **fixed), repeats)
+    unsteered, steered = paired_times(
+        lambda: generate(model, tokenizer, gen_prompts, **fixed),
+        lambda: generate(model, tokenizer, gen_prompts, steer=factory, **fixed),
+        2 * repeats,  # the goal is within 3%: more samples than the coarser ratios need
+    )
     results["steering_overhead"] = {"ratio": steered / unsteered, "steered_s": steered, "unsteered_s": unsteered}
 
     eval_cases = cases[:32]
@@ -119,9 +135,10 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     # alpha grid run as one batch: 8 alphas x 32 cases in one batch, against the same 32 cases at one alpha
     sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(alphas) * len(eval_cases), max_turns=1)
     one_alpha_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
-    sweep_s = median_time(lambda: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg), repeats)
-    single = median_time(
-        lambda: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=factory, progress=False), repeats
+    sweep_s, single = paired_times(
+        lambda: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg),
+        lambda: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=factory, progress=False),
+        repeats,
     )
     results["sweep_cost"] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single}
     for key, (op, goal) in GOALS.items():
