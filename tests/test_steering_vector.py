@@ -219,3 +219,25 @@ def test_compute_from_cases_records_provenance(model, tiny_tokenizer):
     assert v.layers == [1] and v.meta["method"] == "probe" and v.meta["position"] == "prompt_end"
     assert v.meta["fingerprint"]["id"] and v.meta["split"] == "mine" and v.meta["direction"] == "clarify - call_tool"
     assert v.meta["probe_metrics"]["1"]["train_acc"] == 1.0
+
+
+def test_an_nf4_models_fingerprint_does_not_change_when_it_runs(tmp_path, tiny_tokenizer):
+    """bitsandbytes repacks NF4 weights for its CPU kernel at the first inference forward pass (on CPUs with
+    AVX512-BF16); a vector computed after the model ran must still load on a freshly loaded copy."""
+    from tests.test_capture import arch_model
+    from toolprior.modeling import load_model, model_fingerprint
+
+    arch_model("llama", tiny_tokenizer).save_pretrained(tmp_path / "llama")
+    tiny_tokenizer.save_pretrained(tmp_path / "llama")
+    model = load_model(tmp_path / "llama", quantize="nf4")
+    fresh = model_fingerprint(model).id
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3, 4]]))
+    states = [getattr(p, "quant_state", None) for p in model.parameters()]
+    repacked = any(getattr(s, "packing_format_for_cpu", False) for s in states)
+    assert model_fingerprint(model).id == fresh
+    assert model_fingerprint(load_model(tmp_path / "llama", quantize="nf4")).id == fresh
+    if not repacked:  # this CPU has no AVX512-BF16 kernel: the layout never changed, nothing else to check
+        return
+    ran_weight = next(p for p, s in zip(model.parameters(), states, strict=True) if s is not None)
+    assert getattr(ran_weight.quant_state, "packing_format_for_cpu", False)  # the fingerprint left the model alone

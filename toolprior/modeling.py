@@ -196,11 +196,26 @@ class Fingerprint:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+def _canonical_4bit(tensor: torch.Tensor) -> torch.Tensor:
+    """The packed NF4 weight in bitsandbytes' storage layout. On CPUs with AVX512-BF16, bitsandbytes repacks a
+    Linear4bit weight into a kernel-friendly layout at its first inference forward pass, which would change the
+    fingerprint of a model merely because it ran; the inverse is applied to a copy of the quant state, so the
+    model is left as it is."""
+    state = getattr(tensor, "quant_state", None)
+    if state is None or not getattr(state, "packing_format_for_cpu", False):
+        return tensor
+    import copy
+
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+    return _convert_weight_packed_for_cpu_inverse(tensor.detach(), copy.deepcopy(state))[0]
+
+
 def _tensor_digest(h: Any, tensor: torch.Tensor, max_elems: int = 65536) -> None:
     if tensor.device.type == "meta":
         h.update(b"meta")
         return
-    flat = tensor.detach().reshape(-1)[:max_elems].to("cpu", torch.float32)
+    flat = _canonical_4bit(tensor).detach().reshape(-1)[:max_elems].to("cpu", torch.float32)
     h.update(flat.numpy().tobytes())
 
 
