@@ -88,16 +88,22 @@ def generate(
     progress: bool = False,
     desc: str = "generate",
     min_new_tokens: int | None = None,
+    share_prompts: bool = True,
 ) -> list[str]:
     """Greedy completions of `prompts`, in order. `steer(batch)` returns a context manager entered around each
-    batch's generation (a steering vector's hooks, say). `min_new_tokens` forces equal lengths (for timing)."""
+    batch's generation (a steering vector's hooks, say). `min_new_tokens` forces equal lengths (for timing).
+    `share_prompts`: rows of a batch that repeat a prompt share one prefill when the steering leaves prompts
+    untouched (see evals.shared_prefill); the outputs are the same either way."""
     from tqdm.auto import tqdm
+
+    from evals.shared_prefill import shared_prefill
 
     device = model_device(model)
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+    # equal prompts side by side, so the copies of a prompt (one per alpha in a sweep) share a batch
+    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], prompts[i], i))
     outputs: list[str] = [""] * len(prompts)
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=desc, disable=not progress, total=len(starts)):
@@ -105,8 +111,11 @@ def generate(
         input_ids, attention_mask = encode_prompts(tokenizer, [prompts[i] for i in rows], device)
         batch = GenerationBatch(input_ids=input_ids, attention_mask=attention_mask, rows=rows)
         context = steer(batch) if steer is not None else contextlib.nullcontext()
+        untouched = steer is None or bool(getattr(context, "prompt_untouched", lambda: False)())
+        cache = shared_prefill(model, input_ids, attention_mask) if share_prompts and untouched else None
         with context:
             generated = model.generate(
+                past_key_values=cache,
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=max_new_tokens,

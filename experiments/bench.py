@@ -5,7 +5,9 @@
 The model is a random-weight Qwen3 of the organism's shape (6 layers, width 128) with a tokenizer trained on the
 benchmark's text, so the ratios do not depend on a trained organism. Goals (issue 8): steering_overhead <= 1.03,
 capture_overhead <= 1.15, capture_vs_nnsight <= 1.0, capture_vs_transformer_lens <= 1.0, batched_eval_speedup >= 4,
-sweep_cost <= 2.5. Each ratio is written with the two timings it divides, so a reader can check it.
+sweep_cost <= 2.5 (steering from the decision point, whose sweep shares each case's prefill; the same sweep
+steering every position, which cannot share it, is written beside it as sweep_cost_all_positions). Each ratio is
+written with the two timings it divides, so a reader can check it.
 """
 
 from __future__ import annotations
@@ -135,12 +137,18 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     # alpha grid run as one batch: 8 alphas x 32 cases in one batch, against the same 32 cases at one alpha
     sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(alphas) * len(eval_cases), max_turns=1)
     one_alpha_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
-    sweep_s, single = paired_times(
-        lambda: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg),
-        lambda: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=factory, progress=False),
-        repeats,
-    )
-    results["sweep_cost"] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single}
+    # Steering from the decision point leaves the prompt alone, so the 8 copies of a case share one prefill
+    # (evals.shared_prefill); steering every position cannot share it, and is measured beside it without a goal.
+    for key, positions in (("sweep_cost", "from_decision"), ("sweep_cost_all_positions", "all")):
+        one_alpha = steering_factory(model, vector, 4.0, positions=positions, tokenizer=tokenizer)
+        sweep_s, single = paired_times(
+            lambda p=positions: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg, positions=p),
+            lambda f=one_alpha: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=f, progress=False),
+            repeats,
+        )
+        results[key] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single,
+                        "positions": positions}  # fmt: skip
+    results["sweep_cost_all_positions"]["ratio"] = round(results["sweep_cost_all_positions"]["ratio"], 3)
     for key, (op, goal) in GOALS.items():
         ratio = results[key]["ratio"]
         results[key]["ratio"] = round(ratio, 3)

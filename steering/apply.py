@@ -377,6 +377,19 @@ class Steering:
             vectors[layer] = self.vector[layer].to(device=h.device, dtype=h.dtype)
         return steer_hidden(h, vectors[layer], alpha, device_mask, self.operator, self.keep_norm)
 
+    def prompt_untouched(self) -> bool:
+        """Whether this context leaves every prompt position of its batch as it is, so the prompt's KV cache is
+        the unsteered one and rows that repeat a prompt can share it (`evals.shared_prefill`): positions
+        "generated", or "from_decision" where no row's decision point lies inside its prompt."""
+        if self.positions == "generated":
+            return True
+        if self.positions != "from_decision" or self._prompt_ids is None or self._prompt_mask is None:
+            return False
+        tracker = self.new_tracker()
+        ids = self._prompt_ids.detach().to("cpu")
+        tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
+        return all(decision is None for decision in tracker.decision)
+
     def __enter__(self) -> Steering:
         if self._handles:
             raise RuntimeError("this steering context is already active")

@@ -477,3 +477,42 @@ def test_steering_works_on_a_4bit_peft_model(tmp_path):
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)).eval()
     assert type(decoder_layers(model)[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
     _check_model(model, d=64)
+
+
+@pytest.mark.parametrize("positions", ["generated", "from_decision", "all"])
+def test_a_repeated_prompt_sweep_shares_its_prefill_and_gives_the_same_outputs(agent, tiny_tokenizer, positions):
+    """An alpha sweep repeats each prompt once per alpha; where steering leaves the prompt alone the copies share
+    one prefill (evals.shared_prefill). Mixed lengths, a forced think (decision inside the prompt: that row's batch
+    must not share) and a multi-turn history; the outputs equal the per-row prefill's exactly."""
+    from evals import shared_prefill as module
+
+    texts = prompts(tiny_tokenizer)
+    alphas = [-2.0, 0.0, 2.0, 4.0]
+    rows = [t for t in texts for _ in alphas]
+    per_row = torch.tensor([a for _ in texts for a in alphas])
+    factory = steering_factory(
+        agent, random_vector(seed=3, scale=2.0), per_row, positions=positions, tokenizer=tiny_tokenizer
+    )
+    calls: list[int] = []
+    real = module.shared_prefill
+
+    def counting(model, input_ids, attention_mask):
+        cache = real(model, input_ids, attention_mask)
+        calls.append(0 if cache is None else int(input_ids.shape[0]))
+        return cache
+
+    module.shared_prefill = counting
+    try:
+        shared = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8)
+    finally:
+        module.shared_prefill = real
+    apart = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8, share_prompts=False)
+    assert shared == apart
+    assert len(set(shared)) > len(texts)  # the alphas do move the outputs
+    if positions == "all":
+        assert calls == []  # the prompt is steered: nothing may be shared
+    else:
+        assert any(calls)  # some batches shared their prefill
+        if positions == "from_decision":
+            batches = -(-len(rows) // 8)
+            assert len(calls) < batches  # the batch holding the forced think (a decision in the prompt) was not

@@ -319,3 +319,19 @@ def test_steer_example_runs_on_a_tiny_agent(agent_folder):
     assert out["steered"] == out["unsteered"] and out["unsteered"]
     moved = run(str(agent_folder / "model"), str(path), alpha=40.0, max_new_tokens=16)
     assert moved["steered"] != moved["unsteered"]
+
+
+def test_readme_shows_the_steering_example_as_it_is():
+    """The README's steering snippet is the body of experiments/steer_example.py's `run`, line for line."""
+    import inspect
+    import textwrap
+    from pathlib import Path
+
+    from experiments.steer_example import run
+
+    root = Path(__file__).resolve().parents[1]
+    body = textwrap.dedent(inspect.getsource(run).split('"""', 2)[2])
+    readme = (root / "README.md").read_text()
+    for line in body.splitlines():
+        if line.strip() and not line.startswith("return") and not line.startswith("import"):
+            assert line in readme, f"README is missing: {line}"

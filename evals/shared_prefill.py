@@ -1,0 +1,59 @@
+"""One prefill for prompts that repeat inside a batch (an alpha sweep repeats every case once per alpha).
+
+When steering cannot touch the prompt (positions "generated", or "from_decision" with no decision point inside the
+prompt, or no steering at all), rows with the same prompt have the same KV cache. `shared_prefill` runs the
+prompt (all but its last token) once per distinct row and copies the cache to every row that repeats it; `generate`
+then continues from there, so a sweep over 8 alphas prefills its cases once instead of 8 times. The last prompt
+token is left to `generate` (it must see at least one new token, and the steering context sees that forward).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids of a left-padded batch, as transformers' `generate` computes them (padding gets 1)."""
+    positions = attention_mask.long().cumsum(-1) - 1
+    return positions.masked_fill(attention_mask == 0, 1)
+
+
+def shared_prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any | None:
+    """A KV cache of every row's prompt minus its last token, computed once per distinct (ids, mask) row; None when
+    no row repeats another, the prompt is a single token, or the model's cache cannot be copied between rows (then
+    `generate` prefills as usual)."""
+    if input_ids.shape[1] < 2:
+        return None
+    rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
+    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    if unique.shape[0] == rows.shape[0]:
+        return None
+    width = input_ids.shape[1]
+    ids, mask = unique[:, : width - 1], unique[:, width : 2 * width - 1]
+    with torch.inference_mode():
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=left_padded_position_ids(mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+    cache = getattr(out, "past_key_values", None)
+    if not copyable(cache):
+        return None
+    cache.batch_select_indices(inverse.to(input_ids.device))
+    return cache
+
+
+def copyable(cache: Any) -> bool:
+    """Whether every layer of `cache` is plain keys and values that row indexing copies whole. Hybrid models'
+    linear-attention layers (Qwen3.5's DeltaNet) also hold recurrent and convolution states that transformers'
+    `batch_select_indices` leaves behind, so their prompts are prefilled per row as usual."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    layers = getattr(cache, "layers", None)
+    if not layers or not hasattr(cache, "batch_select_indices"):
+        return False
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
