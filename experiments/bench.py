@@ -108,11 +108,12 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     def cap(backend: str) -> Callable[[], Any]:
         return lambda: capture(model, tokenizer, prompts, hooks, "prompt_end", batch_size=16, backend=backend)
 
-    plain, ours = paired_times(forward, cap("hooks"), repeats)
+    # this machine's timings swing by 10-20% between runs; three times the samples for the ratios near 1
+    plain, ours = paired_times(forward, cap("hooks"), 3 * repeats)
     results["capture_overhead"] = {"ratio": ours / plain, "capture_s": ours, "forward_s": plain}
     for backend, key in (("nnsight", "capture_vs_nnsight"), ("transformer_lens", "capture_vs_transformer_lens")):
-        theirs = median_time(cap(backend), repeats)
-        results[key] = {"ratio": ours / theirs, "ours_s": ours, "theirs_s": theirs}
+        theirs, ours_here = paired_times(cap(backend), cap("hooks"), 3 * repeats)
+        results[key] = {"ratio": ours_here / theirs, "ours_s": ours_here, "theirs_s": theirs}
 
     gen_prompts = prompts[:32]
     # equal lengths on both sides: a steered random model may stop sooner or later, which is not overhead

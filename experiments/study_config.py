@@ -46,8 +46,11 @@ class SteeringSettings:
     position: str = "decision"
     source_split: str = "train"
     layers: list[int] | None = None
-    alphas: list[float] = field(default_factory=lambda: [-4.0, -2.0, 2.0, 4.0, 8.0, 12.0])
-    apply_positions: str = "all"
+    # in units of the vector: alpha 1 moves an activation by one clarify-minus-call_tool mean difference, which is
+    # already the size of the whole class gap (the organism's vectors are 27-43 long at blocks 1-5); larger alphas
+    # only break the output
+    alphas: list[float] = field(default_factory=lambda: [-1.0, 0.5, 1.0, 2.0, 3.0])
+    apply_positions: str = "from_decision"
     min_call_tool: float | None = None
     mine_cases: int | None = None
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
