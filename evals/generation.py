@@ -58,9 +58,9 @@ def model_device(model: Any) -> torch.device:
     return next(p.device for p in model.parameters() if p.device.type != "meta")
 
 
-def decode_new_tokens(tokenizer: Any, new_ids: torch.Tensor, stops: Sequence[int]) -> str:
+def decode_new_tokens(tokenizer: Any, new_ids: torch.Tensor | list[int], stops: Sequence[int]) -> str:
     """Decode one row's generated ids up to (not including) the first stop token; format tags are kept."""
-    ids = new_ids.tolist()
+    ids = new_ids.tolist() if isinstance(new_ids, torch.Tensor) else list(new_ids)
     for i, token in enumerate(ids):
         if token in stops:
             ids = ids[:i]
@@ -92,15 +92,36 @@ def generate(
 ) -> list[str]:
     """Greedy completions of `prompts`, in order. `steer(batch)` returns a context manager entered around each
     batch's generation (a steering vector's hooks, say). `min_new_tokens` forces equal lengths (for timing).
-    `share_prompts`: rows of a batch that repeat a prompt share one prefill when the steering leaves prompts
-    untouched (see evals.shared_prefill); the outputs are the same either way."""
+    `share_prompts`: rows of a batch that repeat a prompt share work the steering cannot change: one prefill of the
+    prompt (evals.shared_prefill) and, steering from the decision point, one think block (evals.fork_at_decision).
+    The outputs are the same either way."""
     from tqdm.auto import tqdm
 
+    from evals.fork_at_decision import forked_generate, repeats_a_row
     from evals.shared_prefill import shared_prefill
 
     device = model_device(model)
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+
+    def greedy(
+        ids: torch.Tensor, mask: torch.Tensor, budget: int, eos: list[int], context: Any, cache: Any
+    ) -> torch.Tensor:
+        with context:
+            generated = model.generate(
+                past_key_values=cache,
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=budget,
+                min_new_tokens=min_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=eos,
+                pad_token_id=pad_id,
+                use_cache=True,
+            )
+        return generated[:, ids.shape[1] :]
+
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     # equal prompts side by side, so the copies of a prompt (one per alpha in a sweep) share a batch
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], prompts[i], i))
@@ -111,22 +132,17 @@ def generate(
         input_ids, attention_mask = encode_prompts(tokenizer, [prompts[i] for i in rows], device)
         batch = GenerationBatch(input_ids=input_ids, attention_mask=attention_mask, rows=rows)
         context = steer(batch) if steer is not None else contextlib.nullcontext()
-        untouched = steer is None or bool(getattr(context, "prompt_untouched", lambda: False)())
-        cache = shared_prefill(model, input_ids, attention_mask) if share_prompts and untouched else None
-        with context:
-            generated = model.generate(
-                past_key_values=cache,
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=min_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                eos_token_id=stops,
-                pad_token_id=pad_id,
-                use_cache=True,
-            )
-        new_tokens = generated[:, input_ids.shape[1] :]
+        shareable = share_prompts and min_new_tokens is None and repeats_a_row(input_ids, attention_mask)
+        fork = getattr(context, "fork_token", lambda: None)() if shareable and steer is not None else None
+        if fork is not None:  # copies write one think, then fork at </think> (evals.fork_at_decision)
+            new_rows = forked_generate(
+                batch, steer, fork, max_new_tokens=max_new_tokens, stops=stops, pad_id=pad_id, greedy=greedy,
+                model=model,
+            )  # fmt: skip
+        else:
+            untouched = steer is None or bool(getattr(context, "prefix_untouched", lambda: False)())
+            cache = shared_prefill(model, input_ids, attention_mask) if shareable and untouched else None
+            new_rows = greedy(input_ids, attention_mask, max_new_tokens, stops, context, cache).tolist()
         for j, row in enumerate(rows):
-            outputs[row] = decode_new_tokens(tokenizer, new_tokens[j], stops)
+            outputs[row] = decode_new_tokens(tokenizer, new_rows[j], stops)
     return outputs

@@ -13,6 +13,7 @@ written with the two timings it divides, so a reader can check it.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -44,6 +45,7 @@ def paired_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tu
     times_a, times_b = [], []
     for _ in range(repeats):
         for fn, times in ((a, times_a), (b, times_b)):
+            gc.collect()  # the garbage one side leaves (nnsight's traced graphs) is not the other side's time
             start = time.perf_counter()
             fn()
             times.append(time.perf_counter() - start)
@@ -54,6 +56,7 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
     fn()  # warm-up: first calls pay for allocation and lazy imports
     times = []
     for _ in range(repeats):
+        gc.collect()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

@@ -377,10 +377,11 @@ class Steering:
             vectors[layer] = self.vector[layer].to(device=h.device, dtype=h.dtype)
         return steer_hidden(h, vectors[layer], alpha, device_mask, self.operator, self.keep_norm)
 
-    def prompt_untouched(self) -> bool:
-        """Whether this context leaves every prompt position of its batch as it is, so the prompt's KV cache is
-        the unsteered one and rows that repeat a prompt can share it (`evals.shared_prefill`): positions
-        "generated", or "from_decision" where no row's decision point lies inside its prompt."""
+    def prefix_untouched(self) -> bool:
+        """Whether this context leaves every prompt position before the last one as it is, so that part of the
+        prompt's KV cache is the unsteered one and rows that repeat a prompt can share it (`evals.shared_prefill`):
+        positions "generated", or "from_decision" where each row's decision point is the prompt's last token or
+        comes after the prompt."""
         if self.positions == "generated":
             return True
         if self.positions != "from_decision" or self._prompt_ids is None or self._prompt_mask is None:
@@ -388,7 +389,21 @@ class Steering:
         tracker = self.new_tracker()
         ids = self._prompt_ids.detach().to("cpu")
         tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
-        return all(decision is None for decision in tracker.decision)
+        last = ids.shape[1] - 1
+        return all(decision is None or decision == last for decision in tracker.decision)
+
+    def fork_token(self) -> int | None:
+        """The single `</think>` token id when steering starts at the decision point and no row's decision lies in
+        its prompt: then every row runs unsteered until it writes that token, and copies of a prompt can share
+        everything up to it (`evals.generation` forks there). None otherwise."""
+        if self.positions != "from_decision" or self._close is None or len(self._close) != 1:
+            return None
+        if self._prompt_ids is None or self._prompt_mask is None:
+            return None
+        tracker = self.new_tracker()
+        ids = self._prompt_ids.detach().to("cpu")
+        tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
+        return self._close[0] if all(decision is None for decision in tracker.decision) else None
 
     def __enter__(self) -> Steering:
         if self._handles:

@@ -480,39 +480,44 @@ def test_steering_works_on_a_4bit_peft_model(tmp_path):
 
 
 @pytest.mark.parametrize("positions", ["generated", "from_decision", "all"])
-def test_a_repeated_prompt_sweep_shares_its_prefill_and_gives_the_same_outputs(agent, tiny_tokenizer, positions):
-    """An alpha sweep repeats each prompt once per alpha; where steering leaves the prompt alone the copies share
-    one prefill (evals.shared_prefill). Mixed lengths, a forced think (decision inside the prompt: that row's batch
-    must not share) and a multi-turn history; the outputs equal the per-row prefill's exactly."""
-    from evals import shared_prefill as module
+def test_a_repeated_prompt_sweep_shares_work_and_gives_the_same_outputs(agent, tiny_tokenizer, positions):
+    """An alpha sweep repeats each prompt once per alpha. Where steering leaves the prompt alone the copies share
+    one prefill (evals.shared_prefill); steering from the decision point they also share the think block and fork
+    at </think> (evals.fork_at_decision). Mixed lengths, a forced think (a decision inside the prompt: that batch
+    shares nothing) and a multi-turn history; the outputs equal those of one plain pass per row, exactly."""
+    from evals import fork_at_decision, shared_prefill
 
     texts = prompts(tiny_tokenizer)
     alphas = [-2.0, 0.0, 2.0, 4.0]
     rows = [t for t in texts for _ in alphas]
     per_row = torch.tensor([a for _ in texts for a in alphas])
-    factory = steering_factory(
-        agent, random_vector(seed=3, scale=2.0), per_row, positions=positions, tokenizer=tiny_tokenizer
-    )
-    calls: list[int] = []
-    real = module.shared_prefill
+    vector = random_vector(seed=3, scale=2.0)
+    factory = steering_factory(agent, vector, per_row, positions=positions, tokenizer=tiny_tokenizer)
+    calls: dict[str, int] = {"prefill": 0, "fork": 0}
+    real_prefill, real_fork = shared_prefill.shared_prefill, fork_at_decision.forked_generate
 
-    def counting(model, input_ids, attention_mask):
-        cache = real(model, input_ids, attention_mask)
-        calls.append(0 if cache is None else int(input_ids.shape[0]))
-        return cache
+    def count(name, fn):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
 
-    module.shared_prefill = counting
+        return counted
+
+    shared_prefill.shared_prefill = fork_at_decision.shared_prefill = count("prefill", real_prefill)
+    fork_at_decision.forked_generate = count("fork", real_fork)
     try:
         shared = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8)
     finally:
-        module.shared_prefill = real
+        shared_prefill.shared_prefill = fork_at_decision.shared_prefill = real_prefill
+        fork_at_decision.forked_generate = real_fork
     apart = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8, share_prompts=False)
     assert shared == apart
     assert len(set(shared)) > len(texts)  # the alphas do move the outputs
     if positions == "all":
-        assert calls == []  # the prompt is steered: nothing may be shared
+        assert calls == {"prefill": 0, "fork": 0}  # the prompt is steered: nothing may be shared
+    elif positions == "generated":
+        assert calls["prefill"] > 0 and calls["fork"] == 0
     else:
-        assert any(calls)  # some batches shared their prefill
-        if positions == "from_decision":
-            batches = -(-len(rows) // 8)
-            assert len(calls) < batches  # the batch holding the forced think (a decision in the prompt) was not
+        assert 0 < calls["fork"] < -(-len(rows) // 8)  # the batch with the forced think did not fork
+        forked = [out for out in shared if "</think>" in out]
+        assert len({out.split("</think>")[1] for out in forked}) > 1  # the copies do part after the think
