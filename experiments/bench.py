@@ -5,7 +5,7 @@
 The model is a random-weight Qwen3 of the organism's shape (6 layers, width 128) with a tokenizer trained on the
 benchmark's text, so the ratios do not depend on a trained organism. Goals (issue 8): steering_overhead <= 1.03,
 capture_overhead <= 1.15, capture_vs_nnsight <= 1.0, capture_vs_transformer_lens <= 1.0, batched_eval_speedup >= 4,
-sweep_cost <= 2.5 (steering from the decision point, whose sweep shares each case's prefill; the same sweep
+sweep_cost <= 2.5 (steering the generated tokens, whose sweep shares each case's prefill; the same sweep
 steering every position, which cannot share it, is written beside it as sweep_cost_all_positions). Each ratio is
 written with the two timings it divides, so a reader can check it.
 """
@@ -141,9 +141,11 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     # alpha grid run as one batch: 8 alphas x 32 cases in one batch, against the same 32 cases at one alpha
     sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(alphas) * len(eval_cases), max_turns=1)
     one_alpha_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
-    # Steering from the decision point leaves the prompt alone, so the 8 copies of a case share one prefill
-    # (evals.shared_prefill); steering every position cannot share it, and is measured beside it without a goal.
-    for key, positions in (("sweep_cost", "from_decision"), ("sweep_cost_all_positions", "all")):
+    # Steering the generated tokens leaves the prompt alone, so the 8 copies of a case share one prefill
+    # (evals.shared_prefill) while every generated token is steered. Not "from_decision": this random model never
+    # writes </think>, so nothing would be steered and the think-sharing fork would make the sweep look free.
+    # Steering every position cannot share the prefill; it is measured beside it, without a goal.
+    for key, positions in (("sweep_cost", "generated"), ("sweep_cost_all_positions", "all")):
         one_alpha = steering_factory(model, vector, 4.0, positions=positions, tokenizer=tokenizer)
         sweep_s, single = paired_times(
             lambda p=positions: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg, positions=p),
