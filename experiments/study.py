@@ -4,7 +4,7 @@ Stages (each cached under runs/<name>/stages/, so a rerun after an interrupt ski
 data -> sft -> eval_sft (eval + eval_novel, and mine for pairs and sweeps) -> probe (train split) ->
 steer_compute (train split) -> steer_sweep (mine only; layer and alpha chosen there) -> eval of guardrail,
 steering, conditional steering and the random-direction control -> pairs (mine failures) -> simpo -> eval of simpo
-and simpo+steering -> report (report.json / report.md / plots; paired tests, collateral damage, KL, cost).
+and simpo+steering -> DPO and adversarial SFT on the same pairs -> their evals -> report (report.json / report.md / plots; paired tests, collateral damage, KL, cost).
 """
 
 from __future__ import annotations
@@ -292,6 +292,30 @@ class Study:
         result = train_simpo(load_config(SimPORunConfig, self.config.simpo_config, overrides=overrides))
         return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "pairs": result.pairs}
 
+    def stage_pair_baseline(self, method: str) -> dict[str, Any]:
+        """DPO or adversarial SFT on the same mined pairs as SimPO, continuing the same SFT adapter."""
+        from toolprior.config import load_config
+        from training.simpo import AdvSFTRunConfig, DPORunConfig, train_adv_sft, train_dpo
+
+        config_class, train, path, extra = {
+            "dpo": (DPORunConfig, train_dpo, self.config.dpo_config, self.config.dpo_set),
+            "adv_sft": (AdvSFTRunConfig, train_adv_sft, self.config.adv_sft_config, self.config.adv_sft_set),
+        }[method]
+        overrides = [
+            f"output_dir={self.run / method}",
+            f"model.base={self.config.base}",
+            f"model.adapter={self.sft_dir / 'adapter'}",
+            f"data.pairs_file={self.run / 'pairs.jsonl'}",
+            f"data.eval_files=[{self.data_dir / 'eval.jsonl'}, {self.data_dir / 'eval_novel.jsonl'}]",
+            *extra,
+        ]
+        result = train(load_config(config_class, path, overrides=overrides))
+        return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "pairs": result.pairs}
+
+    def stage_eval_adapter(self, method: str) -> dict[str, Any]:
+        """`method`'s adapter scored on the held-out cases."""
+        return {method: self.evaluate(method, self.held_out, adapter=self.run / method / "adapter")}
+
     def stage_eval_simpo(self) -> dict[str, Any]:
         from steering.apply import steering_factory
 
@@ -336,8 +360,13 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
         study.stages.run("steer_compute", study.stage_steer_compute)
         study.stages.run("steer_sweep", study.stage_steer_sweep)
         study.stages.run("eval_steering", study.stage_eval_steering)
-    if wanted & {"simpo", "simpo_steering"}:
+    if wanted & {"simpo", "simpo_steering", "dpo", "adv_sft"}:
         study.stages.run("pairs", study.stage_pairs)
+    if wanted & {"simpo", "simpo_steering"}:
         study.stages.run("simpo", study.stage_simpo)
         study.stages.run("eval_simpo", study.stage_eval_simpo)
+    for method in ("dpo", "adv_sft"):
+        if method in wanted:
+            study.stages.run(method, lambda m=method: study.stage_pair_baseline(m))
+            study.stages.run(f"eval_{method}", lambda m=method: study.stage_eval_adapter(m))
     return write_study_report(study)

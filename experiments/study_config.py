@@ -69,6 +69,11 @@ class StudyConfig:
     sft_set: list[str] = field(default_factory=list)
     simpo_config: str = "experiments/configs/simpo_organism.yaml"
     simpo_set: list[str] = field(default_factory=list)
+    # baselines on the same pairs (issue 7): does the preference loss matter?
+    dpo_config: str = "experiments/configs/dpo_organism.yaml"
+    dpo_set: list[str] = field(default_factory=list)
+    adv_sft_config: str = "experiments/configs/adv_sft_organism.yaml"
+    adv_sft_set: list[str] = field(default_factory=list)
     quantize: str = "nf4"
     data: DataSettings = field(default_factory=DataSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
@@ -83,5 +88,7 @@ class StudyConfig:
             "steering_random",
             "simpo",
             "simpo_steering",
+            "dpo",
+            "adv_sft",
         ]
     )

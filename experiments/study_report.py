@@ -32,6 +32,8 @@ def _costs(study: Study) -> dict[str, dict[str, Any]]:
         "conditional_steering": steering.get("conditional_steering", {}).get("infer_s"),
         "simpo": simpo.get("simpo", {}).get("infer_s"),
         "simpo_steering": simpo.get("simpo_steering", {}).get("infer_s"),
+        "dpo": _stage(study, "eval_dpo").get("dpo", {}).get("infer_s"),
+        "adv_sft": _stage(study, "eval_adv_sft").get("adv_sft", {}).get("infer_s"),
     }
     simpo_train = _stage(study, "simpo").get("train_s", 0.0)
     train = {
@@ -40,6 +42,8 @@ def _costs(study: Study) -> dict[str, dict[str, Any]]:
         "steering": _stage(study, "steer_compute").get("seconds", 0.0)
         + _stage(study, "steer_sweep").get("seconds", 0.0),
         "simpo": simpo_train,
+        "dpo": _stage(study, "dpo").get("train_s"),
+        "adv_sft": _stage(study, "adv_sft").get("train_s"),
     }
     train["steering_random"] = train["steering"]
     train["conditional_steering"] = train["steering"]
@@ -68,7 +72,7 @@ def write_study_report(study: Study) -> dict[str, Any]:
         extra: dict[str, Any] = {"cost": costs.get(name, {}), "by_split": score_by_split(verdicts)}
         if name in ("steering", "steering_random", "conditional_steering", "simpo_steering") and chosen_setting:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
-        if name in ("simpo", "simpo_steering"):
+        if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):
             extra.update({"pairs": _stage(study, "pairs").get("pairs"), "pairs_from": "mine"})
         if name == "conditional_steering":
             extra["threshold_chosen_on"] = "mine"

@@ -35,6 +35,8 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         "steering.mine_cases=20",
         "sft_set=[training.max_steps=2, training.max_length=4096, lora.r=4, training.eval_steps=2, training.save_steps=2]",
         "simpo_set=[training.max_steps=1, training.max_length=4096]",
+        "dpo_set=[training.max_steps=1, training.max_length=4096]",
+        "adv_sft_set=[training.max_steps=1, training.max_length=4096]",
     ]
     config = load_config(StudyConfig, "experiments/configs/demo.yaml", overrides=overrides)
     report = run_study(config, progress=False)
@@ -45,7 +47,11 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert (run / "report.md").is_file() and (run / "config.yaml").is_file()
     stages = {p.stem for p in (run / "stages").glob("*.json")}
     assert {"data", "sft", "eval_sft", "probe", "guardrail", "steer_compute", "steer_sweep", "pairs", "simpo"} <= stages
-    assert {"sft", "guardrail", "simpo"} <= set(report["methods"])
+    assert {"sft", "guardrail", "simpo", "dpo", "adv_sft"} <= set(report["methods"])
+    assert {"dpo", "eval_dpo", "adv_sft", "eval_adv_sft"} <= stages
+    same_ids = {name: [v["id"] for v in map(json.loads, (run / "verdicts" / f"{name}.jsonl").open())] for name in
+                ("sft", "simpo", "dpo", "adv_sft")}  # fmt: skip
+    assert same_ids["dpo"] == same_ids["adv_sft"] == same_ids["simpo"] == same_ids["sft"]
     assert report["methods"]["simpo"]["pairs_from"] == "mine" and report["methods"]["sft"]["cost"]["train_s"] > 0
     assert "probe" in report and report["probe"]["position"] == "decision"
     before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
