@@ -74,6 +74,8 @@ def write_study_report(study: Study) -> dict[str, Any]:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
         if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):
             extra.update({"pairs": _stage(study, "pairs").get("pairs"), "pairs_from": "mine"})
+            trained = _stage(study, "simpo" if name == "simpo_steering" else name)
+            extra["cost"] = {**extra["cost"], "steps": trained.get("steps")}
         if name == "conditional_steering":
             extra["threshold_chosen_on"] = "mine"
         extras[name] = extra

@@ -53,6 +53,7 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
                 ("sft", "simpo", "dpo", "adv_sft")}  # fmt: skip
     assert same_ids["dpo"] == same_ids["adv_sft"] == same_ids["simpo"] == same_ids["sft"]
     assert report["methods"]["simpo"]["pairs_from"] == "mine" and report["methods"]["sft"]["cost"]["train_s"] > 0
+    assert report["methods"]["simpo"]["cost"]["steps"] == 1 and report["methods"]["dpo"]["cost"]["steps"] == 1
     assert "probe" in report and report["probe"]["position"] == "decision"
     before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
     run_study(config, progress=False)  # everything cached: no stage runs again
