@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from evals.shared_prefill import shared_prefill
+from evals.shared_prefill import distinct_rows, shared_prefill
 
 # (input_ids, attention_mask, max_new_tokens, eos ids, context, cache) -> new tokens [B, T]
 Greedy = Callable[[torch.Tensor, torch.Tensor, int, list[int], Any, Any], torch.Tensor]
@@ -23,8 +23,7 @@ Greedy = Callable[[torch.Tensor, torch.Tensor, int, list[int], Any, Any], torch.
 
 def repeats_a_row(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> bool:
     """Whether some row of the batch is another row's copy."""
-    rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
-    return int(torch.unique(rows, dim=0).shape[0]) < int(rows.shape[0])
+    return int(distinct_rows(input_ids, attention_mask)[0].shape[0]) < int(input_ids.shape[0])
 
 
 def _cut(tokens: list[int], ends: set[int]) -> list[int]:
@@ -51,9 +50,7 @@ def forked_generate(
     from evals.generation import GenerationBatch
 
     ids, mask = batch.input_ids, batch.attention_mask
-    keys = torch.cat([ids, mask.to(ids.dtype)], dim=1)
-    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
-    inverse_list = inverse.tolist()
+    inverse_list = distinct_rows(ids, mask)[1].tolist()
     first = {u: inverse_list.index(u) for u in sorted(set(inverse_list))}
     distinct = list(first.values())
     think = greedy(ids[distinct], mask[distinct], max_new_tokens, [*stops, fork_token], contextlib.nullcontext(), None)

@@ -20,15 +20,20 @@ def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return positions.masked_fill(attention_mask == 0, 1)
 
 
+def distinct_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the distinct rows of the batch as [ids | mask], [U, 2W]; each row's index among them, [B])."""
+    rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
+    return torch.unique(rows, dim=0, return_inverse=True)
+
+
 def shared_prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any | None:
     """A KV cache of every row's prompt minus its last token, computed once per distinct (ids, mask) row; None when
     no row repeats another, the prompt is a single token, or the model's cache cannot be copied between rows (then
     `generate` prefills as usual)."""
     if input_ids.shape[1] < 2:
         return None
-    rows = torch.cat([input_ids, attention_mask.to(input_ids.dtype)], dim=1)
-    unique, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    if unique.shape[0] == rows.shape[0]:
+    unique, inverse = distinct_rows(input_ids, attention_mask)
+    if unique.shape[0] == input_ids.shape[0]:
         return None
     width = input_ids.shape[1]
     ids, mask = unique[:, : width - 1], unique[:, width : 2 * width - 1]

@@ -4,7 +4,8 @@ Stages (each cached under runs/<name>/stages/, so a rerun after an interrupt ski
 data -> sft -> eval_sft (eval + eval_novel, and mine for pairs and sweeps) -> probe (train split) ->
 steer_compute (train split) -> steer_sweep (mine only; layer and alpha chosen there) -> eval of guardrail,
 steering, conditional steering and the random-direction control -> pairs (mine failures) -> simpo -> eval of simpo
-and simpo+steering -> DPO and adversarial SFT on the same pairs -> their evals -> report (report.json / report.md / plots; paired tests, collateral damage, KL, cost).
+and simpo+steering -> DPO and adversarial SFT on the same pairs -> their evals -> report (report.json / report.md /
+plots; paired tests, collateral damage, KL, cost).
 """
 
 from __future__ import annotations
@@ -277,27 +278,20 @@ class Study:
         print(pair_stats(pairs.pairs))
         return {"pairs": len(pairs.pairs), "counts": dict(pairs.counts)}
 
-    def stage_simpo(self) -> dict[str, Any]:
+    def stage_pair_training(self, method: str) -> dict[str, Any]:
+        """SimPO, or a baseline on the same mined pairs (DPO, adversarial SFT), continuing the SFT adapter."""
         from toolprior.config import load_config
-        from training.simpo import SimPORunConfig, train_simpo
-
-        overrides = [
-            f"output_dir={self.run / 'simpo'}",
-            f"model.base={self.config.base}",
-            f"model.adapter={self.sft_dir / 'adapter'}",
-            f"data.pairs_file={self.run / 'pairs.jsonl'}",
-            f"data.eval_files=[{self.data_dir / 'eval.jsonl'}, {self.data_dir / 'eval_novel.jsonl'}]",
-            *self.config.simpo_set,
-        ]
-        result = train_simpo(load_config(SimPORunConfig, self.config.simpo_config, overrides=overrides))
-        return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "pairs": result.pairs}
-
-    def stage_pair_baseline(self, method: str) -> dict[str, Any]:
-        """DPO or adversarial SFT on the same mined pairs as SimPO, continuing the same SFT adapter."""
-        from toolprior.config import load_config
-        from training.simpo import AdvSFTRunConfig, DPORunConfig, train_adv_sft, train_dpo
+        from training.simpo import (
+            AdvSFTRunConfig,
+            DPORunConfig,
+            SimPORunConfig,
+            train_adv_sft,
+            train_dpo,
+            train_simpo,
+        )
 
         config_class, train, path, extra = {
+            "simpo": (SimPORunConfig, train_simpo, self.config.simpo_config, self.config.simpo_set),
             "dpo": (DPORunConfig, train_dpo, self.config.dpo_config, self.config.dpo_set),
             "adv_sft": (AdvSFTRunConfig, train_adv_sft, self.config.adv_sft_config, self.config.adv_sft_set),
         }[method]
@@ -363,10 +357,10 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
     if wanted & {"simpo", "simpo_steering", "dpo", "adv_sft"}:
         study.stages.run("pairs", study.stage_pairs)
     if wanted & {"simpo", "simpo_steering"}:
-        study.stages.run("simpo", study.stage_simpo)
+        study.stages.run("simpo", lambda: study.stage_pair_training("simpo"))
         study.stages.run("eval_simpo", study.stage_eval_simpo)
     for method in ("dpo", "adv_sft"):
         if method in wanted:
-            study.stages.run(method, lambda m=method: study.stage_pair_baseline(m))
+            study.stages.run(method, lambda m=method: study.stage_pair_training(m))
             study.stages.run(f"eval_{method}", lambda m=method: study.stage_eval_adapter(m))
     return write_study_report(study)

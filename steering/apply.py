@@ -384,13 +384,11 @@ class Steering:
         comes after the prompt."""
         if self.positions == "generated":
             return True
-        if self.positions != "from_decision" or self._prompt_ids is None or self._prompt_mask is None:
+        decisions = self._prompt_decisions()
+        if self.positions != "from_decision" or decisions is None:
             return False
-        tracker = self.new_tracker()
-        ids = self._prompt_ids.detach().to("cpu")
-        tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
-        last = ids.shape[1] - 1
-        return all(decision is None or decision == last for decision in tracker.decision)
+        last = self._prompt_ids.shape[1] - 1
+        return all(decision is None or decision == last for decision in decisions)
 
     def fork_token(self) -> int | None:
         """The single `</think>` token id when steering starts at the decision point and no row's decision lies in
@@ -398,12 +396,20 @@ class Steering:
         everything up to it (`evals.generation` forks there). None otherwise."""
         if self.positions != "from_decision" or self._close is None or len(self._close) != 1:
             return None
-        if self._prompt_ids is None or self._prompt_mask is None:
+        decisions = self._prompt_decisions()
+        if decisions is None or any(decision is not None for decision in decisions):
+            return None
+        return self._close[0]
+
+    def _prompt_decisions(self) -> list[int | None] | None:
+        """Each row's decision column within its prompt ("from_decision" only; None when no prompt batch was
+        given): the tracker run over the prompt as the first forward pass would see it."""
+        if self.positions != "from_decision" or self._prompt_ids is None or self._prompt_mask is None:
             return None
         tracker = self.new_tracker()
         ids = self._prompt_ids.detach().to("cpu")
         tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
-        return self._close[0] if all(decision is None for decision in tracker.decision) else None
+        return tracker.decision
 
     def __enter__(self) -> Steering:
         if self._handles:

@@ -68,6 +68,11 @@ def load_tokenizer(model: str | os.PathLike[str], trust_remote_code: bool = Fals
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+    return _left_padded(tokenizer)
+
+
+def _left_padded(tokenizer: Any) -> Any:
+    """`tokenizer` padding on the left (batched generation and capture line up at the end), eos as pad if none."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -137,11 +142,7 @@ def load_agent(
         return loaded, load_tokenizer(model, trust_remote_code=trust_remote_code)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return loaded, tokenizer
+    return loaded, _left_padded(AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code))
 
 
 def text_config(model: nn.Module) -> Any:
