@@ -99,6 +99,7 @@ def generate(
 
     from evals.fork_at_decision import forked_generate, repeats_a_row
     from evals.shared_prefill import shared_prefill
+    from evals.shared_prefix_attention import attending_shared_prefix
 
     device = model_device(model)
     stops = stop_token_ids(model, tokenizer)
@@ -107,7 +108,7 @@ def generate(
     def greedy(
         ids: torch.Tensor, mask: torch.Tensor, budget: int, eos: list[int], context: Any, cache: Any
     ) -> torch.Tensor:
-        with context:
+        with context, attending_shared_prefix(model, cache):
             generated = model.generate(
                 past_key_values=cache,
                 input_ids=ids,
@@ -126,9 +127,8 @@ def generate(
     # equal prompts side by side, so the copies of a prompt (one per alpha in a sweep) share a batch
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], prompts[i], i))
     outputs: list[str] = [""] * len(prompts)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, desc=desc, disable=not progress, total=len(starts)):
-        rows = tuple(order[start : start + batch_size])
+    batches = _batches(order, prompts, batch_size, keep_copies_together=share_prompts)
+    for rows in tqdm(batches, desc=desc, disable=not progress, total=len(batches)):
         input_ids, attention_mask = encode_prompts(tokenizer, [prompts[i] for i in rows], device)
         batch = GenerationBatch(input_ids=input_ids, attention_mask=attention_mask, rows=rows)
         context = steer(batch) if steer is not None else contextlib.nullcontext()
@@ -146,3 +146,28 @@ def generate(
         for j, row in enumerate(rows):
             outputs[row] = decode_new_tokens(tokenizer, new_rows[j], stops)
     return outputs
+
+
+def _batches(
+    order: Sequence[int], prompts: Sequence[str], batch_size: int, keep_copies_together: bool
+) -> list[tuple[int, ...]]:
+    """Rows in `order`, cut into batches of at most `batch_size`. With `keep_copies_together`, a batch ends only
+    where a run of equal prompts ends (unless one run alone exceeds `batch_size`), so the copies of a prompt share
+    one batch and its work (a sweep's alphas of one case stay together)."""
+    if not keep_copies_together:
+        return [tuple(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    runs: list[list[int]] = []
+    for row in order:
+        if runs and prompts[runs[-1][0]] == prompts[row]:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    batches: list[list[int]] = []
+    for run in runs:
+        for i in range(0, len(run), batch_size):  # a run longer than a batch is cut in batch-sized pieces
+            piece = run[i : i + batch_size]
+            if batches and len(batches[-1]) + len(piece) <= batch_size:
+                batches[-1] += piece
+            else:
+                batches.append(list(piece))
+    return [tuple(b) for b in batches]

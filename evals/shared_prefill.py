@@ -3,7 +3,9 @@
 When steering cannot touch the prompt (positions "generated", or "from_decision" with no decision point inside the
 prompt, or no steering at all), rows with the same prompt have the same KV cache. `shared_prefill` runs the
 prompt (all but its last token) once per distinct row and copies the cache to every row that repeats it; `generate`
-then continues from there, so a sweep over 8 alphas prefills its cases once instead of 8 times. The last prompt
+then continues from there, so a sweep over 8 alphas prefills its cases once instead of 8 times. Where the copies
+sit side by side in equal groups and the model's attention allows it, the cache keeps one copy of each prompt and
+decoding reads it once per group (evals.shared_prefix_attention); otherwise every row gets its own copy. The last prompt
 token is left to `generate` (it must see at least one new token, and the steering context sees that forward).
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from evals.shared_prefix_attention import group_size, supports_shared_prefix, to_shared_prefix
 
 
 def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -48,7 +52,11 @@ def shared_prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
     cache = getattr(out, "past_key_values", None)
     if not copyable(cache):
         return None
-    cache.batch_select_indices(inverse.to(input_ids.device))
+    inverse = inverse.to(input_ids.device)
+    size = group_size(inverse)
+    if size is not None and supports_shared_prefix(model):  # one copy of each prompt, read once per group
+        return to_shared_prefix(cache, inverse, size)
+    cache.batch_select_indices(inverse)
     return cache
 
 

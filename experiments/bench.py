@@ -138,11 +138,12 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
 
     alphas = [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0, 16.0]
     # sweeps score the decision at the first turn (max_turns=1, as steering.sweep does), which is what lets the
-    # alpha grid run as one batch: 8 alphas x 32 cases in one batch, against the same 32 cases at one alpha
-    sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(alphas) * len(eval_cases), max_turns=1)
-    one_alpha_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
+    # alpha grid run as one batch: run_alphas widens the batch to 8 alphas x 32 cases, against the same 32 cases
+    # at one alpha with the same config
+    one_alpha_cfg = sweep_cfg = HarnessConfig(max_new_tokens=48, batch_size=len(eval_cases), max_turns=1)
     # Steering the generated tokens leaves the prompt alone, so the 8 copies of a case share one prefill
-    # (evals.shared_prefill) while every generated token is steered. Not "from_decision": this random model never
+    # (evals.shared_prefill) and decoding reads the prompt once per case (evals.shared_prefix_attention), while
+    # every generated token is steered. Not "from_decision": this random model never
     # writes </think>, so nothing would be steered and the think-sharing fork would make the sweep look free.
     # Steering every position cannot share the prefill; it is measured beside it, without a goal.
     for key, positions in (("sweep_cost", "generated"), ("sweep_cost_all_positions", "all")):

@@ -20,6 +20,7 @@ same vector moved to other layers. A real effect beats both.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -204,9 +205,9 @@ def run_alphas(
     if batched and config.max_turns == 1 and len(alphas) > 1:
         repeated = [c for _ in alphas for c in cases]
         per_row = torch.tensor([float(a) for a in alphas for _ in cases])
-        verdicts = _evaluate(
-            model, tokenizer, repeated, config, steering_factory(model, vector, per_row, **kw), "sweep"
-        )
+        # a batch holds `batch_size` cases at every alpha: the copies of a case share its prefill and prompt reads
+        wide = dataclasses.replace(config, batch_size=config.batch_size * len(alphas))
+        verdicts = _evaluate(model, tokenizer, repeated, wide, steering_factory(model, vector, per_row, **kw), "sweep")
         n = len(cases)
         return [verdicts[i * n : (i + 1) * n] for i in range(len(alphas))]
     return [

@@ -40,3 +40,16 @@ def test_steering_context_sees_each_rows_padding(tiny_model, tiny_tokenizer):
     assert (batch.pad_lengths + batch.prompt_lengths).tolist() == [batch.prompt_width] * len(PROMPTS)
     # Left padding: every row's real tokens end at the last column.
     assert batch.attention_mask[:, -1].all()
+
+
+def test_batches_keep_the_copies_of_a_prompt_together():
+    from evals.generation import _batches
+
+    prompts = ["a", "a", "a", "b", "b", "b", "c", "c", "c", "d"]
+    order = list(range(len(prompts)))
+    kept = _batches(order, prompts, batch_size=7, keep_copies_together=True)
+    assert kept == [(0, 1, 2, 3, 4, 5), (6, 7, 8, 9)]
+    assert _batches(order, prompts, batch_size=7, keep_copies_together=False) == [tuple(range(7)), (7, 8, 9)]
+    # a run longer than a batch is cut into batch-sized pieces; every row appears once
+    long = _batches(list(range(5)), ["x"] * 5, batch_size=2, keep_copies_together=True)
+    assert long == [(0, 1), (2, 3), (4,)]
