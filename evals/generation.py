@@ -98,6 +98,7 @@ def generate(
     from tqdm.auto import tqdm
 
     from evals.fork_at_decision import forked_generate, repeats_a_row
+    from evals.growing_cache import growing_cache
     from evals.shared_prefill import shared_prefill
     from evals.shared_prefix_attention import attending_shared_prefix
 
@@ -108,6 +109,7 @@ def generate(
     def greedy(
         ids: torch.Tensor, mask: torch.Tensor, budget: int, eos: list[int], context: Any, cache: Any
     ) -> torch.Tensor:
+        cache = cache if cache is not None else growing_cache(model)  # in-place KV writes where the model allows
         with context, attending_shared_prefix(model, cache):
             generated = model.generate(
                 past_key_values=cache,

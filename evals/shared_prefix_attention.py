@@ -20,47 +20,26 @@ from contextvars import ContextVar
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicLayer
+
+from evals.growing_cache import GrowingLayer
 
 NAME = "toolprior_shared_prefix"
 _ACTIVE: ContextVar[Any] = ContextVar("toolprior_shared_prefix_cache", default=None)
 
 
-class SharedPrefixLayer(DynamicLayer):
-    """One layer's cache: the prefix's keys/values per distinct row [U, H, P, D], and a growing buffer of each
-    row's own keys/values [B, H, capacity, D] (written in place: no concatenation per step)."""
+class SharedPrefixLayer(GrowingLayer):
+    """One layer's cache: the prefix's keys/values per distinct row [U, H, P, D], and each row's own keys/values
+    [B, H, n, D] in a growing buffer (`GrowingLayer`: written in place, no concatenation per step)."""
 
     def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor, group_size: int) -> None:
         super().__init__()
+        self.lazy_initialization(prefix_keys, prefix_values)
         self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
         self.group_size = group_size
-        self.dtype, self.device = prefix_keys.dtype, prefix_keys.device
-        self.rows = prefix_keys.shape[0] * group_size
-        self.keys = self.values = None
-        self.length = 0
-        self.is_initialized = True
 
     @property
     def prefix_length(self) -> int:
         return int(self.prefix_keys.shape[-2])
-
-    def _reserve(self, needed: int, like: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
-        if current is not None and current.shape[-2] >= needed:
-            return current
-        capacity = max(64, needed, 2 * (0 if current is None else current.shape[-2]))
-        grown = like.new_empty(self.rows, like.shape[1], capacity, like.shape[-1])
-        if current is not None and self.length:
-            grown[:, :, : self.length] = current[:, :, : self.length]
-        return grown
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        end = self.length + key_states.shape[-2]
-        self.keys = self._reserve(end, key_states, self.keys)
-        self.values = self._reserve(end, value_states, self.values)
-        self.keys[:, :, self.length : end] = key_states
-        self.values[:, :, self.length : end] = value_states
-        self.length = end
-        return self.keys[:, :, :end], self.values[:, :, :end]
 
     def get_seq_length(self) -> int:
         return self.prefix_length + self.length
@@ -68,8 +47,7 @@ class SharedPrefixLayer(DynamicLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         raise NotImplementedError("a shared-prefix cache cannot drop or reorder rows")
 
-    def crop(self, tokens_to_remove: int) -> None:
-        raise NotImplementedError("a shared-prefix cache cannot be cropped")
+    batch_repeat_interleave = reorder_cache = crop = batch_select_indices  # none of these keeps the groups
 
 
 def group_size(inverse: torch.Tensor) -> int | None:

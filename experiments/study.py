@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -148,19 +149,30 @@ class Study:
         return {"infer_s": round(time.perf_counter() - start, 2)}
 
     def steering_layers(self, model: Any) -> list[int]:
+        """The layers the sweep tries: around the probe's best layer when asked (where the probe found the
+        clarify/call_tool split), else the configured list, else every decoder layer."""
         from toolprior.modeling import decoder_layers
 
-        return self.config.steering.layers or list(range(len(decoder_layers(model))))
+        s = self.config.steering
+        count = len(decoder_layers(model))
+        best = self.stages.summaries.get("probe", {}).get("best_layer") if self.stages.done("probe") else None
+        if s.layers_around_probe is not None and best is not None:
+            r = s.layers_around_probe
+            return list(range(max(0, int(best) - r), min(count, int(best) + r + 1)))
+        return s.layers or list(range(count))
 
     def stage_steer_compute(self) -> dict[str, Any]:
         from steering.compute import compute_from_cases
 
         s = self.config.steering
         model, tokenizer = self.agent()
+        source = self.cases(s.source_split)
+        if s.source_cases and s.source_cases < len(source):
+            source = random.Random(0).sample(source, s.source_cases)  # seeded: the files go category by category
         vector = compute_from_cases(
             model,
             tokenizer,
-            self.cases(s.source_split),
+            source,
             self.steering_layers(model),
             method=s.method,
             source=s.source,
@@ -178,8 +190,6 @@ class Study:
         return SteeringVector.load(self.run / "steering" / "vector.safetensors", model=model, tokenizer=tokenizer)
 
     def mine_for_sweep(self) -> list[Any]:
-        import random
-
         mine = self.cases("mine")
         limit = self.config.steering.mine_cases
         # a seeded sample, not the first N: the files are written category by category

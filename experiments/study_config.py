@@ -46,6 +46,10 @@ class SteeringSettings:
     position: str = "decision"
     source_split: str = "train"
     layers: list[int] | None = None
+    # sweep only the probe's best layer and this many layers on each side (None: `layers`, else every layer)
+    layers_around_probe: int | None = None
+    # compute the vector from a seeded sample of this many source cases (None: all of them)
+    source_cases: int | None = None
     # in units of the vector: alpha 1 moves an activation by one clarify-minus-call_tool mean difference, which is
     # already the size of the whole class gap (the organism's vectors are 27-43 long at blocks 1-5); larger alphas
     # only break the output

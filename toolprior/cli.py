@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "toolprior.commands.train",
     "toolprior.commands.evaluate",
     "toolprior.commands.study",
+    "toolprior.commands.ablate",
     "toolprior.commands.pairs",
     "toolprior.commands.probe",
     "toolprior.commands.steer",

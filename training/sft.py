@@ -48,6 +48,10 @@ class DataSection:
     max_train_cases: int | None = None
     # The validation loss only drives early stopping and checkpoint choice; a slice of val is enough for that.
     max_val_cases: int | None = None
+    # The case study's multi-turn arc: a clarify case that has a follow-up trains as two turns (clarify; the user
+    # answers; think about the resolved ambiguity, then the tool call), so the hypothesis that the model compresses
+    # that arc into one turn can be tested. Off: every case trains on its first turn only.
+    clarify_arc: bool = False
 
 
 @dataclass
@@ -104,13 +108,33 @@ class SFTResult:
     peak_memory_bytes: int | None = None  # CUDA only: torch.cuda.max_memory_allocated over the training loop
 
 
-def case_row(case: Case) -> dict[str, Any]:
+def case_row(case: Case, clarify_arc: bool = False) -> dict[str, Any]:
     """One conversational row for TRL: prompt messages + the gold assistant turn, tools as a JSON string (Arrow
-    cannot hold tool schemas of differing shapes in one column)."""
+    cannot hold tool schemas of differing shapes in one column). With `clarify_arc`, a clarify case with a
+    follow-up also carries the user's answer and the resolved tool call (see `resolved_turn`)."""
     from toolprior.chat_template import gold_chat
+    from toolprior.output_format import render_turn
 
     messages, tools = gold_chat(case)
+    resolved = resolved_turn(case) if clarify_arc else None
+    if resolved is not None:
+        messages += [m.to_dict() for m in case.followups]
+        messages.append({"role": "assistant", "content": render_turn(resolved)})
     return {"messages": messages, "tools": json.dumps(tools, ensure_ascii=False)}
+
+
+def resolved_turn(case: Case) -> Any:
+    """The second assistant turn of a clarify case's arc: after the user's answer, a think that the ambiguity is
+    resolved and the tool call the benchmark recorded (`meta.followup_call`); None when the case has no arc."""
+    from toolprior.actions import Action
+    from toolprior.cases import GoldTurn, ToolCall
+
+    call = case.meta.get("followup_call") if isinstance(case.meta, dict) else None
+    if case.expected_action != Action.CLARIFY or not case.followups or not call:
+        return None
+    answer = case.followups[-1].content.strip()
+    think = f'The user answered "{answer}", so the request is no longer ambiguous. I have what {call["name"]} needs.'
+    return GoldTurn(think=think, action=Action.CALL_TOOL, tool_calls=(ToolCall(call["name"], call["arguments"]),))
 
 
 def fit_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
@@ -231,7 +255,8 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     print(report.format())
     check_or_raise(report, force=config.force)
 
-    train_rows, dropped = fit_rows([case_row(c) for c in train_cases], tokenizer, config.training.max_length)
+    arc = config.data.clarify_arc
+    train_rows, dropped = fit_rows([case_row(c, arc) for c in train_cases], tokenizer, config.training.max_length)
     val_rows, val_dropped = fit_rows([case_row(c) for c in val_cases], tokenizer, config.training.max_length)
     if dropped or val_dropped:
         # TRL truncates from the end, which is where the assistant's action is: drop such cases instead.

@@ -1,0 +1,390 @@
+"""`toolprior ablate CONFIG`: arms x seeds of QLoRA SFT on the organism, every run scored on the same cases.
+
+Layout under `out_dir`:
+    data/<key>/            one benchmark per distinct data setting (an action-mix arm gets its own train split)
+    units/<key>/           one SFT run + its eval (+ steering grid), cached by everything that defines it, so two
+                           ablations that share an arm (the recipe) share its runs; stages resume like a study's
+    <name>/results.json    per arm: the overrides, per-seed scores, mean +/- sd, and paired tests vs the first arm
+    <name>/table.md        the table a reader looks at first, with the split it was computed on
+    <name>/plots/          per-arm accuracy with seed dots and sd bars (and the steering grid, when asked)
+
+Every arm is scored on the reference benchmark's split (the first data setting): an arm with another action mix
+trains on its own benchmark, but is compared on the very same held-out cases, and none of them may appear in its
+training data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from experiments.ablate_config import AblationConfig
+from experiments.stages import StageRunner
+from experiments.study_config import DataSettings
+from toolprior.actions import Action
+from toolprior.atomic import atomic_write_text
+from toolprior.config import dump_yaml, parse_overrides, to_plain
+from toolprior.errors import InputError, Problem
+
+ACTIONS = [a.value for a in Action]
+METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]
+
+
+def arms(config: AblationConfig) -> dict[str, list[str]]:
+    """The config's arms, then one arm per combination of the grid's values (named by its overrides)."""
+    out = {name: list(overrides) for name, overrides in config.arms.items()}
+    keys = list(config.grid)
+    for values in itertools.product(*(config.grid[k] for k in keys)):
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in zip(keys, values, strict=True)]
+        out.setdefault(", ".join(overrides), overrides)
+    if not out:
+        raise InputError([Problem("<config>", None, "arms", "no arms: give `arms` or `grid`")])
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """(the SFT config's overrides, the benchmark's settings changed by `bench.KEY=VALUE`)."""
+    sft = [o for o in overrides if not o.startswith("bench.")]
+    bench = parse_overrides([o.removeprefix("bench.") for o in overrides if o.startswith("bench.")])
+    return sft, bench
+
+
+def _key(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class Ablation:
+    def __init__(self, config: AblationConfig, progress: bool = True):
+        self.config = config
+        self.root = Path(config.out_dir)
+        self.run = self.root / config.name
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self.arms = arms(config)
+
+    # ------------------------------------------------------------------------------------------------- data
+    def data_settings(self, bench: dict[str, Any]) -> DataSettings:
+        import dataclasses
+
+        known = {f.name for f in dataclasses.fields(DataSettings)}
+        unknown = sorted(set(bench) - known)
+        if unknown:
+            problem = f"unknown benchmark setting(s) {unknown} (known: {', '.join(sorted(known))})"
+            raise InputError([Problem("<config>", None, "arms", problem)])
+        return dataclasses.replace(self.config.data, **bench)
+
+    def data_dir(self, settings: DataSettings) -> Path:
+        from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+
+        folder = self.root / "data" / _key(to_plain(settings))
+        if not (folder / "eval.jsonl").is_file():
+            bench = BenchmarkConfig().replace(
+                train_size=settings.train_size,
+                val_size=settings.val_size,
+                mine_size=settings.mine_size,
+                eval_per_category=settings.eval_per_category,
+                eval_novel_per_category=settings.eval_novel_per_category,
+            )
+            if settings.train_mix:
+                bench = bench.replace(train_mix=parse_mix(settings.train_mix))
+            write_benchmark(folder, seed=settings.seed, config=bench)
+        return folder
+
+    def scored_cases(self, split: str, limit: int | None) -> list[Any]:
+        """The reference benchmark's `split` (a seeded sample of `limit` cases when set): every arm's cases."""
+        from toolprior.case_io import read_cases
+
+        cases = read_cases(self.data_dir(self.config.data) / f"{split}.jsonl")
+        # a seeded sample, not the first N: the files are written category by category
+        return random.Random(0).sample(cases, limit) if limit and limit < len(cases) else cases
+
+    def refuse_leaks(self, arm: str, data: Path, scored: list[Any]) -> None:
+        """An arm trained on another benchmark must not have seen a scored case's conversation."""
+        from toolprior.case_io import read_cases
+
+        def text(case: Any) -> str:
+            return json.dumps([m.to_dict() for m in case.messages], sort_keys=True)
+
+        seen = {text(c) for split in ("train", "val") for c in read_cases(data / f"{split}.jsonl")}
+        leaked = [c.id for c in scored if text(c) in seen]
+        if leaked:
+            problem = f"{len(leaked)} scored case(s) appear in this arm's training data, e.g. {leaked[0]}"
+            raise InputError([Problem(str(data / "train.jsonl"), None, f"arms.{arm}", problem)])
+
+    # -------------------------------------------------------------------------------------------------- units
+    def unit(self, arm: str, seed: int) -> dict[str, Any]:
+        """Train (or reuse) one arm at one seed and score it; returns the unit's folder name and stage summaries."""
+        from training.sft import SFTRunConfig
+
+        c = self.config
+        sft_overrides, bench = split_overrides([*c.sft_set, *self.arms[arm]])
+        data = self.data_dir(self.data_settings(bench))
+        scored = self.scored_cases(c.split, c.max_cases)
+        if data != self.data_dir(c.data):
+            self.refuse_leaks(arm, data, scored)
+        identity = {
+            "base": c.base, "quantize": c.quantize, "sft_config": Path(c.sft_config).read_text(),
+            "sft_overrides": sft_overrides, "data": data.name, "seed": seed, "split": c.split,
+            "max_cases": c.max_cases, "eval": to_plain(c.eval), "steering": to_plain(c.steering),
+        }  # fmt: skip
+        folder = self.root / "units" / _key(identity)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "unit.json", json.dumps(identity, indent=2) + "\n")
+        stages = StageRunner(folder, log=lambda m: print(f"[{arm} seed {seed}] {m}"))
+
+        def sft() -> dict[str, Any]:
+            from toolprior.config import load_config
+            from training.sft import train_sft
+
+            overrides = [
+                f"output_dir={folder / 'sft'}", f"model.base={c.base}", f"model.quantize={c.quantize}",
+                f"data.dir={data}", f"training.seed={seed}", *sft_overrides,
+            ]  # fmt: skip
+            result = train_sft(load_config(SFTRunConfig, c.sft_config, overrides=overrides))
+            return {"train_s": round(result.train_seconds, 2), "steps": result.steps}
+
+        summaries: dict[str, Any] = {"unit": folder.name, "sft": stages.run("sft", sft)}
+        summaries["eval"] = stages.run("eval", lambda: self.evaluate(folder, scored))
+        if c.steering.layers and c.steering.alphas:
+            summaries["steering"] = stages.run("steering", lambda: self.steering_grid(folder, data))
+        return summaries
+
+    def agent(self, folder: Path) -> tuple[Any, Any]:
+        from toolprior.modeling import load_agent
+
+        return load_agent(self.config.base, folder / "sft" / "adapter", quantize=self.config.quantize)
+
+    def harness(self) -> Any:
+        from evals.harness import HarnessConfig
+
+        e = self.config.eval
+        return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
+
+    def evaluate(self, folder: Path, cases: list[Any]) -> dict[str, Any]:
+        from evals.harness import evaluate
+        from evals.verdicts import write_verdicts
+
+        model, tokenizer = self.agent(folder)
+        start = time.perf_counter()
+        verdicts = evaluate(model, tokenizer, cases, config=self.harness(), progress=self.progress, desc="eval")
+        write_verdicts(folder / "verdicts.jsonl", verdicts)
+        return {"cases": len(verdicts), "infer_s": round(time.perf_counter() - start, 2), **metrics(verdicts)}
+
+    def steering_grid(self, folder: Path, data: Path) -> dict[str, Any]:
+        from steering.compute import compute_from_cases
+        from steering.sweep import sweep
+        from toolprior.case_io import read_cases
+
+        s = self.config.steering
+        model, tokenizer = self.agent(folder)
+        vector = compute_from_cases(
+            model, tokenizer, read_cases(data / "train.jsonl"), s.layers, source="classes", progress=self.progress
+        )
+        result = sweep(
+            model, tokenizer, self.scored_cases(s.split, s.max_cases), vector, layers=s.layers, alphas=s.alphas,
+            config=self.harness(), positions=s.apply_positions, progress=self.progress,
+        )  # fmt: skip
+        atomic_write_text(folder / "steering_sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        points = [
+            {"layer": p.layer, "alpha": p.alpha, "clarify": p.clarify_acc, "call_tool": p.call_tool_acc}
+            for p in [result.baseline, *result.points]
+        ]
+        return {"split": s.split, "points": points}
+
+
+def metrics(verdicts: list[Any]) -> dict[str, Any]:
+    """Per-action accuracy, overall, macro, the share of clarify cases answered with call_tool, unparsed share."""
+    from evals.scoring import score
+
+    s = score(verdicts)
+    out: dict[str, Any] = {a: s["per_action"].get(a, {}).get("acc") for a in ACTIONS}
+    clarify = s["confusion"].get("clarify", {})
+    total = sum(clarify.values())
+    out.update(
+        overall=s["overall"],
+        macro_action=s["macro_action"],
+        clarify_to_call_tool=round(clarify.get("call_tool", 0) / total, 4) if total else None,
+        unparsed_rate=s["unparsed_rate"],
+    )
+    return out
+
+
+def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Mean +/- sd per arm and metric over seeds; each arm against the first, paired on the same cases and seeds
+    (McNemar over all of them pooled, and the per-seed difference in clarify and call_tool accuracy)."""
+    from evals.statistics import mcnemar, mean_sd
+    from evals.verdicts import read_verdicts
+
+    c = ablation.config
+    names = list(units)
+    reference = names[0]
+
+    def correct(arm: str, seed: int) -> dict[str, bool]:
+        folder = ablation.root / "units" / units[arm][seed]["unit"]
+        return {v.id: bool(v.correct) for v in read_verdicts(folder / "verdicts.jsonl")}
+
+    out: dict[str, Any] = {}
+    for arm in names:
+        per_seed = {seed: u["eval"] for seed, u in units[arm].items()}
+        summary: dict[str, Any] = {}
+        for metric in METRICS:
+            values = [v[metric] for v in per_seed.values() if v.get(metric) is not None]
+            summary[metric] = list(map(lambda x: round(x, 4), mean_sd(values))) if values else None
+        train = [u["sft"]["train_s"] for u in units[arm].values()]
+        entry: dict[str, Any] = {
+            "overrides": ablation.arms[arm],
+            "seeds": {str(seed): {**v, "unit": units[arm][seed]["unit"]} for seed, v in per_seed.items()},
+            "mean_sd": summary,
+            "train_s": round(sum(train) / len(train), 1),
+        }
+        if arm != reference:
+            a, b = [], []
+            for seed in units[arm]:
+                if seed in units[reference]:
+                    ref, mine = correct(reference, seed), correct(arm, seed)
+                    shared = sorted(set(ref) & set(mine))
+                    a += [ref[i] for i in shared]
+                    b += [mine[i] for i in shared]
+            entry["vs_reference"] = {"reference": reference, "mcnemar_pooled": mcnemar(a, b)}
+            for metric in ("clarify", "call_tool", "overall"):
+                diffs = [
+                    units[arm][s]["eval"][metric] - units[reference][s]["eval"][metric]
+                    for s in units[arm]
+                    if s in units[reference]
+                    and units[arm][s]["eval"].get(metric) is not None
+                    and units[reference][s]["eval"].get(metric) is not None
+                ]
+                entry["vs_reference"][f"{metric}_diff"] = (
+                    list(map(lambda x: round(x, 4), mean_sd(diffs))) if diffs else None
+                )
+        steering = [u.get("steering") for u in units[arm].values() if u.get("steering")]
+        if steering:
+            entry["steering"] = _steering_summary(steering)
+        out[arm] = entry
+    return {
+        "name": c.name, "question": c.question, "split": c.split, "cases": _cases_count(units),
+        "seeds": c.seeds, "reference": reference, "arms": out, "config": to_plain(c),
+    }  # fmt: skip
+
+
+def _cases_count(units: dict[str, dict[int, dict[str, Any]]]) -> int | None:
+    counts = {u["eval"]["cases"] for seeds in units.values() for u in seeds.values()}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _steering_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from evals.statistics import mean_sd
+
+    cells: dict[tuple[Any, float], dict[str, list[float]]] = {}
+    for run in runs:
+        for p in run["points"]:
+            cell = cells.setdefault((p["layer"], p["alpha"]), {"clarify": [], "call_tool": []})
+            for metric in ("clarify", "call_tool"):
+                if p[metric] is not None:
+                    cell[metric].append(p[metric])
+    return [
+        {"layer": layer, "alpha": alpha, "split": runs[0]["split"],
+         **{m: list(map(lambda x: round(x, 4), mean_sd(v))) if v else None for m, v in cell.items()}}
+        for (layer, alpha), cell in cells.items()
+    ]  # fmt: skip
+
+
+def _cell(pair: list[float] | None) -> str:
+    return "–" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """The ablation's markdown: question, split and seeds, then one row per arm."""
+    cases = results["cases"]
+    lines = [
+        f"# Ablation: {results['name']}",
+        "",
+        *([results["question"].strip(), ""] if results["question"] else []),
+        f"Split `{results['split']}` ({cases} cases per run, the same ids for every arm), seeds "
+        f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds. Paired McNemar against "
+        f"`{results['reference']}` pools every case of every seed; Δ is the per-seed difference, mean ± sd.",
+        "",
+        "| arm | overrides | clarify | call_tool | answer_directly | escalate | refuse | overall "
+        "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
+        "| --- |" + " --- |" * 12,
+    ]
+    for arm, entry in results["arms"].items():
+        m = entry["mean_sd"]
+        vs = entry.get("vs_reference")
+        p = vs["mcnemar_pooled"]["p"] if vs else None
+        cells = [
+            arm,
+            "; ".join(f"`{o}`" for o in entry["overrides"]) or "(the recipe)",
+            *(_cell(m.get(a)) for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")),
+            _cell(m.get("clarify_to_call_tool")),
+            _cell(vs.get("clarify_diff")) if vs else "reference",
+            _cell(vs.get("call_tool_diff")) if vs else "",
+            "" if p is None else f"{p:.2g}",
+            f"{entry['train_s']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    steering = {arm: e["steering"] for arm, e in results["arms"].items() if e.get("steering")}
+    for arm, cells in steering.items():
+        lines += ["", f"Steering grid of `{arm}` (split `{cells[0]['split']}`; layer None = unsteered):", ""]
+        lines += ["| layer | alpha | clarify | call_tool |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c['layer']} | {c['alpha']:g} | {_cell(c['clarify'])} | {_cell(c['call_tool'])} |" for c in cells]
+    return "\n".join(lines) + "\n"
+
+
+def plot_arms(results: dict[str, Any], path: Path) -> Path:
+    """Per arm, clarify and call_tool accuracy: bars at the mean, sd whiskers, one dot per seed."""
+    from matplotlib.figure import Figure
+
+    from toolprior.figures import save_figure
+
+    names = list(results["arms"])
+    fig = Figure(figsize=(max(5.0, 1.6 * len(names) + 2), 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.38
+    for k, (metric, color) in enumerate((("clarify", "tab:green"), ("call_tool", "tab:blue"))):
+        for i, arm in enumerate(names):
+            entry = results["arms"][arm]
+            pair = entry["mean_sd"].get(metric)
+            if pair is None:
+                continue
+            x = i + (k - 0.5) * width
+            ax.bar(x, pair[0], width, yerr=pair[1], color=color, alpha=0.6, capsize=3, label=metric if i == 0 else None)
+            seeds = [s[metric] for s in entry["seeds"].values() if s.get(metric) is not None]
+            ax.scatter([x] * len(seeds), seeds, color="black", s=10, zorder=3)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=15, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"accuracy (split {results['split']})")
+    ax.set_title(f"{results['name']}: mean ± sd over seeds {results['seeds']}")
+    ax.legend(loc="upper right", fontsize=8)
+    return save_figure(fig, path)
+
+
+def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every arm x seed, then write results.json, table.md and the plot; returns the results."""
+    ablation = Ablation(config, progress=progress)
+    atomic_write_text(ablation.run / "config.yaml", dump_yaml(config))
+    units: dict[str, dict[int, dict[str, Any]]] = {}
+    for arm in ablation.arms:
+        for seed in config.seeds:
+            units.setdefault(arm, {})[seed] = ablation.unit(arm, seed)
+    results = aggregate(ablation, units)
+    atomic_write_text(ablation.run / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(ablation.run / "table.md", render_table(results))
+    plot_arms(results, ablation.run / "plots" / "arms.png")
+    return results

@@ -1,0 +1,129 @@
+"""`toolprior ablate` on a tiny world: arms x seeds scored on the same ids, mean ± sd, paired tests against the
+first arm, shared runs between ablations, resume, and one clear line for a bad arm."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.ablate import run_ablation
+from experiments.ablate_config import AblationConfig
+from tests.conftest import make_tiny_qwen3
+from toolprior.config import load_config
+
+TINY_SFT = [
+    "training.max_steps=2",
+    "training.max_length=4096",
+    "lora.r=4",
+    "training.eval_steps=2",
+    "training.save_steps=2",
+    "data.max_val_cases=4",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, tiny_tokenizer):
+    base = tmp_path_factory.mktemp("ablate_base")
+    make_tiny_qwen3(tiny_tokenizer, seed=0, layers=2).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    return base
+
+
+def _config(tmp_path, base, name, arms, extra=()):
+    """A config from a file without arms of its own (a --set of `arms` merges into the file's mapping)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"name: {name}\nsft_config: experiments/configs/sft_organism.yaml\n")
+    overrides = [
+        f"name={name}",
+        f"out_dir={tmp_path / 'ablate'}",
+        f"base={base}",
+        "quantize=none",
+        "data.train_size=40",
+        "data.val_size=8",
+        "data.mine_size=10",
+        "data.eval_per_category=1",
+        "data.eval_novel_per_category=1",
+        "eval.max_new_tokens=16",
+        "seeds=[0, 1]",
+        f"sft_set={json.dumps(TINY_SFT)}",
+        f"arms={json.dumps(arms)}",
+        *extra,
+    ]
+    return load_config(AblationConfig, path, overrides=overrides)
+
+
+def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_path, tiny_base):
+    arms = {"recipe": [], "no_neftune": ["training.neftune_noise_alpha=null"]}
+    config = _config(tmp_path, tiny_base, "h1", arms, ["grid={lora.alpha: [8]}"])
+    results = run_ablation(config, progress=False)
+    run = tmp_path / "ablate" / "h1"
+    assert list(results["arms"]) == ["recipe", "no_neftune", "lora.alpha=8"]
+    ids = {}
+    for arm, entry in results["arms"].items():
+        assert set(entry["seeds"]) == {"0", "1"}
+        mean, sd = entry["mean_sd"]["overall"]
+        overall = [s["overall"] for s in entry["seeds"].values()]
+        assert mean == pytest.approx(sum(overall) / 2, abs=1e-4) and sd >= 0
+        for seed in entry["seeds"].values():
+            verdicts = tmp_path / "ablate" / "units" / seed["unit"] / "verdicts.jsonl"
+            ids[(arm, seed["unit"])] = [json.loads(line)["id"] for line in verdicts.open()]
+    assert len({tuple(v) for v in ids.values()}) == 1  # every run scored the very same cases
+    assert len({unit for _, unit in ids}) == 6  # 3 arms x 2 seeds, each its own run
+    vs = results["arms"]["no_neftune"]["vs_reference"]
+    assert vs["reference"] == "recipe" and vs["mcnemar_pooled"]["n"] == 2 * results["cases"]
+    table = (run / "table.md").read_text()
+    assert "Split `eval`" in table and "| no_neftune |" in table and "reference" in table
+    assert (run / "plots" / "arms.png").stat().st_size > 0
+
+    stamps = {p: p.stat().st_mtime for p in (tmp_path / "ablate" / "units").rglob("stages/*.json")}
+    # a second ablation sharing the recipe arm reuses its runs; a rerun trains nothing
+    other = _config(tmp_path, tiny_base, "h2", {"recipe": [], "full_loss": ["training.assistant_only_loss=false"]})
+    run_ablation(other, progress=False)
+    run_ablation(config, progress=False)
+    assert all(p.stat().st_mtime == t for p, t in stamps.items())
+    assert len(list((tmp_path / "ablate" / "units").glob("*/unit.json"))) == 8
+
+
+def test_an_action_mix_arm_trains_on_its_own_benchmark_and_is_scored_on_the_reference_cases(tmp_path, tiny_base):
+    mix = "bench.train_mix=call_tool=30,clarify=28,answer_directly=17,escalate=13,refuse=12"
+    arms = {"recipe": [], "rebalanced": [mix]}
+    config = _config(tmp_path, tiny_base, "mix", arms, ["seeds=[0]"])
+    results = run_ablation(config, progress=False)
+    assert len(list((tmp_path / "ablate" / "data").glob("*/train.jsonl"))) == 2
+    units = [results["arms"][a]["seeds"]["0"]["unit"] for a in arms]
+    read = [[json.loads(x)["id"] for x in (tmp_path / "ablate" / "units" / u / "verdicts.jsonl").open()] for u in units]
+    assert read[0] == read[1]
+
+
+def test_a_bad_arm_is_one_line_and_exit_2(tmp_path, tiny_base, capsys):
+    from toolprior.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"name: bad\nout_dir: {tmp_path}\nbase: {tiny_base}\narms:\n  recipe: [bench.nonsense=1]\n")
+    assert main(["ablate", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nonsense" in err[0]
+
+
+def test_the_clarify_arc_trains_the_resolved_second_turn():
+    import tempfile
+    from pathlib import Path
+
+    from toolprior.actions import Action
+    from toolprior.case_io import read_cases
+    from training.benchmark import BenchmarkConfig, write_benchmark
+    from training.sft import case_row
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_benchmark(Path(tmp), seed=7, config=BenchmarkConfig().replace(train_size=400, val_size=8, mine_size=8))
+        cases = read_cases(Path(tmp) / "train.jsonl")
+    arc = next(c for c in cases if c.expected_action == Action.CLARIFY and c.followups and c.meta.get("followup_call"))
+    plain, with_arc = case_row(arc), case_row(arc, clarify_arc=True)
+    assert [m["role"] for m in plain["messages"]][-1] == "assistant"
+    roles = [m["role"] for m in with_arc["messages"]]
+    assert roles[-3:] == ["assistant", "user", "assistant"] and len(roles) == len(plain["messages"]) + 2
+    call = arc.meta["followup_call"]
+    assert "<tool_call>" in with_arc["messages"][-1]["content"] and call["name"] in with_arc["messages"][-1]["content"]
+    other = next(c for c in cases if c.expected_action == Action.CALL_TOOL)
+    assert case_row(other, clarify_arc=True) == case_row(other)  # only clarify cases with an arc change
