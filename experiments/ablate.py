@@ -39,7 +39,8 @@ def arms(config: AblationConfig) -> dict[str, list[str]]:
     """The config's arms, then one arm per combination of the grid's values (named by its overrides)."""
     out = {name: list(overrides) for name, overrides in config.arms.items()}
     keys = list(config.grid)
-    for values in itertools.product(*(config.grid[k] for k in keys)):
+    combinations = itertools.product(*(config.grid[k] for k in keys)) if keys else []
+    for values in combinations:
         overrides = [f"{k}={_yaml_value(v)}" for k, v in zip(keys, values, strict=True)]
         out.setdefault(", ".join(overrides), overrides)
     if not out:

@@ -342,6 +342,62 @@ class Study:
             out["simpo_steering"] = self.evaluate("simpo_steering", self.held_out, steer=factory, adapter=adapter)
         return out
 
+    def neutral_texts(self, count: int = 64) -> list[str]:
+        """Ordinary enterprise prose with no decision at stake: the system text of val cases, cut mid-sentence
+        after 8 to 31 words (no chat template, no tools, no request)."""
+        texts = []
+        for i, case in enumerate(self.cases("val")[:count]):
+            words = case.messages[0].content.split()
+            texts.append(" ".join(words[: 8 + (i * 7) % 24]))
+        return texts
+
+    def stage_kl(self) -> dict[str, Any]:
+        """KL(sft || method) of next-token distributions on neutral text: what a method changes where it should
+        change nothing. Steering is applied at every position there (from the decision point it would touch
+        nothing, and the KL would be 0 by construction)."""
+        from experiments.comparison import mean_kl, next_token_distributions
+        from steering.apply import steering_factory
+        from steering.sweep import random_control
+
+        prompts = self.neutral_texts()
+        model, tokenizer = self.agent()
+        reference = next_token_distributions(model, tokenizer, prompts)
+        chosen = self.chosen() if (self.run / "steering" / "chosen.json").is_file() else None
+        vectors: dict[str, Any] = {}
+        if chosen is not None:
+            layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
+            vector = self.vector()
+            seed = self.config.steering.random_seeds[0]
+            vectors = {
+                "steering": (vector.only([layer]), alpha),
+                "steering_random": (random_control(vector, layer, seed=seed), alpha),
+            }
+        wanted = set(self.config.methods)
+        kl: dict[str, float] = {}
+        for name, (vec, alpha) in vectors.items():
+            if name in wanted:
+                factory = steering_factory(model, vec, alpha, positions="all", tokenizer=tokenizer)
+                kl[name] = round(
+                    mean_kl(reference, next_token_distributions(model, tokenizer, prompts, steer=factory)), 5
+                )
+        for name in ("simpo", "dpo", "adv_sft"):
+            adapter = self.run / name / "adapter"
+            if name in wanted and adapter.is_dir():
+                trained, tok = self.agent(adapter)
+                kl[name] = round(mean_kl(reference, next_token_distributions(trained, tok, prompts)), 5)
+                if name == "simpo" and "simpo_steering" in wanted and "steering" in vectors:
+                    vec, alpha = vectors["steering"]
+                    factory = steering_factory(trained, vec, alpha, positions="all", tokenizer=tok)
+                    steered = next_token_distributions(trained, tok, prompts, steer=factory)
+                    kl["simpo_steering"] = round(mean_kl(reference, steered), 5)
+        self.agent()  # back to the SFT agent for whatever runs next
+        return {
+            "prompts": len(prompts),
+            "source": "val cases' system text cut after 8-31 words",
+            "positions": "all",
+            "methods": kl,
+        }
+
 
 def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every stage of a study and write the report; returns report.json's content."""
@@ -373,4 +429,5 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
         if method in wanted:
             study.stages.run(method, lambda m=method: study.stage_pair_training(m))
             study.stages.run(f"eval_{method}", lambda m=method: study.stage_eval_adapter(m))
+    study.stages.run("kl", study.stage_kl)
     return write_study_report(study)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals.report import render_markdown, write_eval_report
 from evals.scoring import score_by_split
+from experiments.study_summary import render_study_summary
 from toolprior.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -87,6 +88,10 @@ def write_study_report(study: Study) -> dict[str, Any]:
     sweep = _stage(study, "steer_sweep")
     if sweep:
         report["steering_selection"] = {"split": "mine", **sweep}
+    kl = _stage(study, "kl")
+    if kl:
+        report["kl"] = {"reference": "sft", "split": "val", **{k: v for k, v in kl.items() if k != "seconds"}}
     atomic_write_text(study.run / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    atomic_write_text(study.run / "report.md", render_markdown(report))
+    details = render_markdown(report).replace("# toolprior evaluation", "## Detailed evaluation", 1)
+    atomic_write_text(study.run / "report.md", render_study_summary(report, study.config.name) + "\n" + details)
     return report

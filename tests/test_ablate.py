@@ -96,6 +96,19 @@ def test_an_action_mix_arm_trains_on_its_own_benchmark_and_is_scored_on_the_refe
     assert read[0] == read[1]
 
 
+def test_arms_come_from_the_list_then_the_grid():
+    from experiments.ablate import arms
+
+    config = AblationConfig(arms={"recipe": []})
+    assert arms(config) == {"recipe": []}  # no grid: no extra arm
+    config.grid = {"lora.r": [8, 16], "training.neftune_noise_alpha": [None]}
+    assert list(arms(config)) == [
+        "recipe",
+        "lora.r=8, training.neftune_noise_alpha=null",
+        "lora.r=16, training.neftune_noise_alpha=null",
+    ]
+
+
 def test_a_bad_arm_is_one_line_and_exit_2(tmp_path, tiny_base, capsys):
     from toolprior.cli import main
 

@@ -1,0 +1,184 @@
+"""The first page of a study's report.md: what was compared, on which cases, what it cost, and what it showed.
+
+The detailed evaluation tables (per category, confusions, paired tests of every method) follow it, written by
+evals.report. Every table names the split its numbers come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+TARGET_CLARIFY, FLOOR_CALL_TOOL, RANDOM_BAND = 0.70, 0.85, 0.10
+
+
+def _acc(method: Mapping[str, Any], action: str) -> dict[str, Any] | None:
+    return method.get("per_action", {}).get(action)
+
+
+def _cell(block: Mapping[str, Any] | None) -> str:
+    if not block or block.get("acc") is None:
+        return "–"
+    lo, hi = block.get("ci95") or [None, None]
+    return f"{block['acc']:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None else f"{block['acc']:.2f}"
+
+
+def _num(x: Any, fmt: str = ".2f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def results_table(report: Mapping[str, Any]) -> list[str]:
+    methods = report["methods"]
+    paired = report.get("paired", {})
+    collateral = report.get("collateral", {}).get("methods", {})
+    kl = report.get("kl", {}).get("methods", {})
+    lines = [
+        "| method | clarify | call_tool | answer_directly | overall | vs sft: lost / gained, McNemar p "
+        "| Δ call_tool | Δ answer_directly | KL on neutral text | train s | inference × sft |",
+        "| --- |" + " --- |" * 10,
+    ]
+    for name, m in methods.items():
+        test = paired.get(f"{name}_vs_sft")
+        versus = "reference" if name == "sft" else "–"
+        if test:
+            versus = f"{test['b10']} / {test['b01']}, p = {test['p']:.2g}"
+        change = collateral.get(name, {})
+        cost = m.get("cost", {})
+        cells = [
+            name,
+            _cell(_acc(m, "clarify")),
+            _cell(_acc(m, "call_tool")),
+            _cell(_acc(m, "answer_directly")),
+            _num(m.get("overall")),
+            versus,
+            _num(change.get("call_tool_change"), "+.2f"),
+            _num(change.get("answer_directly_change"), "+.2f"),
+            _num(kl.get(name), ".3f") if name != "sft" else "0",
+            _num(cost.get("train_s"), ".0f"),
+            _num(cost.get("infer_overhead")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def findings(report: Mapping[str, Any]) -> list[str]:
+    """Plain sentences on the questions the study asks, computed from the numbers (never hand-written)."""
+    methods = report["methods"]
+    sft = methods.get("sft", {})
+    out = []
+
+    def acc(name: str, action: str) -> float | None:
+        block = _acc(methods.get(name, {}), action)
+        return None if not block else block.get("acc")
+
+    base_clarify = acc("sft", "clarify")
+    for name in ("steering", "conditional_steering", "simpo", "simpo_steering", "dpo", "adv_sft"):
+        if name not in methods:
+            continue
+        clarify, call = acc(name, "clarify"), acc(name, "call_tool")
+        met = clarify is not None and call is not None and clarify >= TARGET_CLARIFY and call >= FLOOR_CALL_TOOL
+        verdict = "reaches" if met else "does not reach"
+        out.append(
+            f"- **{name}** {verdict} the target (clarify >= {TARGET_CLARIFY:.2f} with call_tool >= "
+            f"{FLOOR_CALL_TOOL:.2f}): clarify {_num(clarify)} (sft {_num(base_clarify)}), call_tool {_num(call)} "
+            f"(sft {_num(acc('sft', 'call_tool'))})."
+        )
+    if "steering_random" in methods and base_clarify is not None:
+        random_clarify = acc("steering_random", "clarify")
+        inside = random_clarify is not None and abs(random_clarify - base_clarify) <= RANDOM_BAND
+        out.append(
+            f"- The random direction of equal norm {'stays' if inside else 'does not stay'} within "
+            f"{RANDOM_BAND:.2f} of sft on clarify ({_num(random_clarify)} vs {_num(base_clarify)})"
+            + (
+                "; with steering also at sft's level, the control cannot separate anything."
+                if "steering" in methods and acc("steering", "clarify") == base_clarify
+                else "."
+            )
+        )
+    worst = _acc(sft, "clarify")
+    if worst and worst.get("top_wrong"):
+        out.append(
+            f"- sft answers {worst.get('top_wrong_rate', 0):.0%} of clarify cases with `{worst['top_wrong']}`: the "
+            "prior the study is about."
+        )
+    return out
+
+
+def probe_lines(report: Mapping[str, Any]) -> list[str]:
+    probe = report.get("probe")
+    if not probe:
+        return []
+    best = next((row for row in probe.get("layers", []) if row.get("layer") == probe.get("best_layer")), {})
+    lines = [
+        "## Where the prior lives (probe; split train)",
+        "",
+        f"A {probe.get('method')} probe for {probe.get('task')} at the `{probe.get('position')}` position, "
+        f"{probe.get('n')} train cases, {probe.get('folds')} folds grouped by surface template "
+        f"({probe.get('templates')} templates). Best layer {probe.get('best_layer')}: accuracy "
+        f"{_num(best.get('acc'))} against a control task at {_num(best.get('control_acc'))} "
+        f"(selectivity {_num(best.get('selectivity'))}), majority class {_num(probe.get('chance'))}; "
+        f"the base model without the adapter reads {_num(best.get('base_acc'))} there.",
+        "",
+        "| layer | accuracy | control | selectivity | base model |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in probe.get("layers", []):
+        lines.append(
+            f"| {row['layer']} | {_num(row.get('acc'))} | {_num(row.get('control_acc'))} "
+            f"| {_num(row.get('selectivity'))} | {_num(row.get('base_acc'))} |"
+        )
+    return [*lines, ""]
+
+
+def steering_lines(report: Mapping[str, Any]) -> list[str]:
+    sel = report.get("steering_selection")
+    if not sel:
+        return []
+    base = sel.get("baseline", {})
+    chosen = sel.get("chosen")
+    lines = ["## Steering selection (split mine)", ""]
+    lines.append(
+        f"Unsteered on {base.get('n')} mine cases: clarify {_num(base.get('clarify_acc'))} "
+        f"(n={base.get('clarify_n')}), call_tool {_num(base.get('call_tool_acc'))} (n={base.get('call_tool_n')}). "
+        + (
+            f"Chosen: layer {chosen['layer']}, alpha {chosen['alpha']:g} (the best clarify with call_tool kept)."
+            if chosen
+            else "No setting kept call_tool above its floor; nothing was chosen."
+        )
+    )
+    if sel.get("controls"):
+        lines += ["", "| on mine | clarify | call_tool |", "| --- | --- | --- |"]
+        lines += [f"| {c['label']} | {_num(c['clarify_acc'])} | {_num(c['call_tool_acc'])} |" for c in sel["controls"]]
+    return [*lines, ""]
+
+
+def render_study_summary(report: Mapping[str, Any], name: str) -> str:
+    ev = report.get("eval", {})
+    kl = report.get("kl", {})
+    lines = [
+        f"# Study `{name}`: steering vs SimPO on the same held-out cases",
+        "",
+        f"Every method is scored on the same {ev.get('n')} cases of split(s) {', '.join(ev.get('splits', []))} "
+        f"(id set sha256 {ev.get('sha256', '')[:12]}). Nothing was trained or chosen on them: the probe and "
+        "the steering vector come from train, the steering layer/alpha and the conditional threshold were chosen "
+        "on mine, SimPO's pairs were mined from mine. Intervals are Wilson 95%; McNemar is paired on the same "
+        "cases; Δ is the accuracy change against sft.",
+        "",
+        "## Findings",
+        "",
+        *findings(report),
+        "",
+        "## Results (split " + "+".join(ev.get("splits", [])) + ")",
+        "",
+        *results_table(report),
+        "",
+    ]
+    if kl:
+        lines += [
+            f"KL(sft ‖ method) of next-token distributions on {kl.get('prompts')} neutral texts ({kl.get('source')}); "
+            f"steering applied at {kl.get('positions')} positions there. Train s: SFT's training time for sft, the "
+            "vector and its sweep for steering, the preference training for SimPO and its baselines.",
+            "",
+        ]
+    lines += [*probe_lines(report), *steering_lines(report)]
+    return "\n".join(lines) + "\n"
