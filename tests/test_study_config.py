@@ -16,7 +16,7 @@ def test_demo_and_full_study_configs_load():
     full = load_config(StudyConfig, "experiments/configs/study.yaml")
     assert {"sft", "steering", "steering_random", "simpo", "guardrail", "conditional_steering"} <= set(demo.methods)
     assert {"dpo", "adv_sft"} <= set(full.methods) and not {"dpo", "adv_sft"} & set(demo.methods)
-    assert demo.steering.layers_around_probe == 1 and demo.probe.enabled
+    assert demo.steering.layers_around_probe == 0 and demo.probe.enabled
 
 
 def test_sweep_layers_surround_the_probes_best_layer(tmp_path):
