@@ -88,8 +88,13 @@ def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_p
 def test_an_action_mix_arm_trains_on_its_own_benchmark_and_is_scored_on_the_reference_cases(tmp_path, tiny_base):
     mix = "bench.train_mix=call_tool=30,clarify=28,answer_directly=17,escalate=13,refuse=12"
     arms = {"recipe": [], "rebalanced": [mix]}
-    config = _config(tmp_path, tiny_base, "mix", arms, ["seeds=[0]"])
+    steering = ["steering.layers=[0, 1]", "steering.alphas=[2.0]", "steering.max_cases=6"]
+    config = _config(tmp_path, tiny_base, "mix", arms, ["seeds=[0]", *steering])
     results = run_ablation(config, progress=False)
+    grid = results["arms"]["rebalanced"]["steering"]  # the steering axis: unsteered + layer x alpha, on mine
+    assert {(c["layer"], c["alpha"]) for c in grid} == {(None, 0.0), (0, 2.0), (1, 2.0)}
+    assert all(c["split"] == "mine" for c in grid)
+    assert "Steering grid of `rebalanced` (split `mine`" in (tmp_path / "ablate" / "mix" / "table.md").read_text()
     assert len(list((tmp_path / "ablate" / "data").glob("*/train.jsonl"))) == 2
     units = [results["arms"][a]["seeds"]["0"]["unit"] for a in arms]
     read = [[json.loads(x)["id"] for x in (tmp_path / "ablate" / "units" / u / "verdicts.jsonl").open()] for u in units]
