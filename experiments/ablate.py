@@ -90,20 +90,11 @@ class Ablation:
         return dataclasses.replace(self.config.data, **bench)
 
     def data_dir(self, settings: DataSettings) -> Path:
-        from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+        from training.benchmark import write_benchmark
 
         folder = self.root / "data" / _key(to_plain(settings))
         if not (folder / "eval.jsonl").is_file():
-            bench = BenchmarkConfig().replace(
-                train_size=settings.train_size,
-                val_size=settings.val_size,
-                mine_size=settings.mine_size,
-                eval_per_category=settings.eval_per_category,
-                eval_novel_per_category=settings.eval_novel_per_category,
-            )
-            if settings.train_mix:
-                bench = bench.replace(train_mix=parse_mix(settings.train_mix))
-            write_benchmark(folder, seed=settings.seed, config=bench)
+            write_benchmark(folder, seed=settings.seed, config=settings.benchmark_config())
         return folder
 
     def scored_cases(self, split: str, limit: int | None) -> list[Any]:
@@ -228,7 +219,7 @@ def metrics(verdicts: list[Any]) -> dict[str, Any]:
 def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """Mean +/- sd per arm and metric over seeds; each arm against the first, paired on the same cases and seeds
     (McNemar over all of them pooled, and the per-seed difference in clarify and call_tool accuracy)."""
-    from evals.statistics import mcnemar, mean_sd
+    from evals.statistics import mcnemar
     from evals.verdicts import read_verdicts
 
     c = ablation.config
@@ -245,7 +236,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
         summary: dict[str, Any] = {}
         for metric in METRICS:
             values = [v[metric] for v in per_seed.values() if v.get(metric) is not None]
-            summary[metric] = list(map(lambda x: round(x, 4), mean_sd(values))) if values else None
+            summary[metric] = _mean_sd(values)
         train = [u["sft"]["train_s"] for u in units[arm].values()]
         entry: dict[str, Any] = {
             "overrides": ablation.arms[arm],
@@ -270,9 +261,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
                     and units[arm][s]["eval"].get(metric) is not None
                     and units[reference][s]["eval"].get(metric) is not None
                 ]
-                entry["vs_reference"][f"{metric}_diff"] = (
-                    list(map(lambda x: round(x, 4), mean_sd(diffs))) if diffs else None
-                )
+                entry["vs_reference"][f"{metric}_diff"] = _mean_sd(diffs)
         steering = [u.get("steering") for u in units[arm].values() if u.get("steering")]
         if steering:
             entry["steering"] = _steering_summary(steering)
@@ -283,13 +272,19 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
     }  # fmt: skip
 
 
+def _mean_sd(values: list[float]) -> list[float] | None:
+    """[mean, sd] over seeds, rounded to 4 places; None without values."""
+    from evals.statistics import mean_sd
+
+    return [round(x, 4) for x in mean_sd(values)] if values else None
+
+
 def _cases_count(units: dict[str, dict[int, dict[str, Any]]]) -> int | None:
     counts = {u["eval"]["cases"] for seeds in units.values() for u in seeds.values()}
     return counts.pop() if len(counts) == 1 else None
 
 
 def _steering_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from evals.statistics import mean_sd
 
     cells: dict[tuple[Any, float], dict[str, list[float]]] = {}
     for run in runs:
@@ -300,7 +295,7 @@ def _steering_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     cell[metric].append(p[metric])
     return [
         {"layer": layer, "alpha": alpha, "split": runs[0]["split"],
-         **{m: list(map(lambda x: round(x, 4), mean_sd(v))) if v else None for m, v in cell.items()}}
+         **{m: _mean_sd(v) for m, v in cell.items()}}
         for (layer, alpha), cell in cells.items()
     ]  # fmt: skip
 

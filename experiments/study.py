@@ -100,19 +100,10 @@ class Study:
 
     # ------------------------------------------------------------------------------------------------- stages
     def stage_data(self) -> dict[str, Any]:
-        from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+        from training.benchmark import write_benchmark
 
         d = self.config.data
-        bench = BenchmarkConfig().replace(
-            train_size=d.train_size,
-            val_size=d.val_size,
-            mine_size=d.mine_size,
-            eval_per_category=d.eval_per_category,
-            eval_novel_per_category=d.eval_novel_per_category,
-        )
-        if d.train_mix:
-            bench = bench.replace(train_mix=parse_mix(d.train_mix))
-        summary = write_benchmark(self.data_dir, seed=d.seed, config=bench)
+        summary = write_benchmark(self.data_dir, seed=d.seed, config=d.benchmark_config())
         return {"describe": summary.describe()}
 
     def stage_sft(self) -> dict[str, Any]:
@@ -244,23 +235,28 @@ class Study:
     def chosen(self) -> dict[str, Any] | None:
         return json.loads((self.run / "steering" / "chosen.json").read_text())
 
+    def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]:
+        """(layer, alpha, the vector at that layer alone, its random-direction control of equal norm)."""
+        from steering.sweep import random_control
+
+        layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
+        vector = self.vector()
+        control = random_control(vector, layer, seed=self.config.steering.random_seeds[0])
+        return layer, alpha, vector.only([layer]), control
+
     def stage_eval_steering(self) -> dict[str, Any]:
         from steering.apply import steering_factory
         from steering.conditional import fit_conditional
-        from steering.sweep import random_control
 
         chosen = self.chosen()
         if chosen is None:
             return {"skipped": "no layer x alpha met the call_tool floor on mine"}
         s = self.config.steering
         model, tokenizer = self.agent()
-        vector = self.vector()
-        layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
-        single = vector.only([layer])
+        layer, alpha, single, control = self.chosen_vectors(chosen)
         out: dict[str, Any] = {}
         factory = steering_factory(model, single, alpha, positions=s.apply_positions, tokenizer=tokenizer)
         out["steering"] = self.evaluate("steering", self.held_out, steer=factory)
-        control = random_control(vector, layer, seed=s.random_seeds[0])
         factory = steering_factory(model, control, alpha, positions=s.apply_positions, tokenizer=tokenizer)
         out["steering_random"] = self.evaluate("steering_random", self.held_out, steer=factory)
         conditional = fit_conditional(
@@ -357,7 +353,6 @@ class Study:
         nothing, and the KL would be 0 by construction)."""
         from experiments.comparison import mean_kl, next_token_distributions
         from steering.apply import steering_factory
-        from steering.sweep import random_control
 
         prompts = self.neutral_texts()
         model, tokenizer = self.agent()
@@ -365,13 +360,8 @@ class Study:
         chosen = self.chosen() if (self.run / "steering" / "chosen.json").is_file() else None
         vectors: dict[str, Any] = {}
         if chosen is not None:
-            layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
-            vector = self.vector()
-            seed = self.config.steering.random_seeds[0]
-            vectors = {
-                "steering": (vector.only([layer]), alpha),
-                "steering_random": (random_control(vector, layer, seed=seed), alpha),
-            }
+            _, alpha, single, control = self.chosen_vectors(chosen)
+            vectors = {"steering": (single, alpha), "steering_random": (control, alpha)}
         wanted = set(self.config.methods)
         kl: dict[str, float] = {}
         for name, (vec, alpha) in vectors.items():
@@ -390,7 +380,6 @@ class Study:
                     factory = steering_factory(trained, vec, alpha, positions="all", tokenizer=tok)
                     steered = next_token_distributions(trained, tok, prompts, steer=factory)
                     kl["simpo_steering"] = round(mean_kl(reference, steered), 5)
-        self.agent()  # back to the SFT agent for whatever runs next
         return {
             "prompts": len(prompts),
             "source": "val cases' system text cut after 8-31 words",

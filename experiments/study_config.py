@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -16,6 +17,19 @@ class DataSettings:
     eval_per_category: int = 30
     eval_novel_per_category: int = 10
     train_mix: str | None = None
+
+    def benchmark_config(self) -> Any:
+        """These settings as the generator's `training.benchmark.BenchmarkConfig` (the seed is passed apart)."""
+        from training.benchmark import BenchmarkConfig, parse_mix
+
+        bench = BenchmarkConfig().replace(
+            train_size=self.train_size,
+            val_size=self.val_size,
+            mine_size=self.mine_size,
+            eval_per_category=self.eval_per_category,
+            eval_novel_per_category=self.eval_novel_per_category,
+        )
+        return bench.replace(train_mix=parse_mix(self.train_mix)) if self.train_mix else bench
 
 
 @dataclass
