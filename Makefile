@@ -1,21 +1,46 @@
 # Every target that runs code depends on .venv/.installed, so `make test` / `make demo` set up the environment
-# on a fresh clone. torch is installed first from the pinned CPU build; the constraints file keeps any later
-# resolver step from swapping it for a multi-GB CUDA build.
+# on a fresh clone. torch is installed first from the pinned CPU build; everything else comes from the lock
+# (requirements/lock.txt: exact versions with hashes, --no-deps so nothing outside it is resolved), then the
+# project itself. `make lock` refreshes the lock; `make test-latest` runs the suite on the newest releases instead.
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST := $(PY) -m pytest
+LOCK   := requirements/lock.txt
 
-.PHONY: install test test-slow demo bench bench-gpu lint clean
+LATEST_VENV := .venv-latest
+LATEST_PY   := $(LATEST_VENV)/bin/python
+
+.PHONY: install lock test test-latest test-slow demo bench bench-gpu lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# The lock: every dependency but torch (installed first, above) at the newest release, with hashes.
+# requirements/overrides.txt says what is left out and why.
+lock: $(STAMP)
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/organism.in --extra dev \
+	  --override requirements/overrides.txt --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 -q -o $(LOCK)
+
+# The suite on the newest releases (no lock), in a venv of its own, so a break is seen the day it ships.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	python3 -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install -q --upgrade pip
+	$(LATEST_PY) -m pip install -q torch==2.13.0
+	$(LATEST_PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(LATEST_PY) -m pip install -q --no-deps -r requirements/organism.in
+	$(LATEST_PY) -m pip list 2>/dev/null | grep -iE '^(transformers|peft|trl|bitsandbytes|nnsight|transformer-lens) '
+	$(LATEST_PY) -m pytest -q -m "not slow and not gpu"
 
 test: $(STAMP)
 	$(PYTEST) -q -m "not slow and not gpu"

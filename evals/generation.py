@@ -101,6 +101,7 @@ def generate(
     from evals.growing_cache import growing_cache
     from evals.shared_prefill import shared_prefill
     from evals.shared_prefix_attention import attending_shared_prefix
+    from toolprior.forward_contract import cache_keyword
 
     device = model_device(model)
     stops = stop_token_ids(model, tokenizer)
@@ -112,7 +113,7 @@ def generate(
         cache = cache if cache is not None else growing_cache(model)  # in-place KV writes where the model allows
         with context, attending_shared_prefix(model, cache):
             generated = model.generate(
-                past_key_values=cache,
+                **{cache_keyword(model): cache},
                 input_ids=ids,
                 attention_mask=mask,
                 max_new_tokens=budget,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from evals.shared_prefix_attention import group_size, supports_shared_prefix, to_shared_prefix
+from toolprior.forward_contract import output_cache
 
 
 def left_padded_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,7 @@ def shared_prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
             use_cache=True,
             logits_to_keep=1,
         )
-    cache = getattr(out, "past_key_values", None)
+    cache = output_cache(out)
     if not copyable(cache):
         return None
     inverse = inverse.to(input_ids.device)

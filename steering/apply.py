@@ -33,9 +33,10 @@ Padding is never touched: a position is real when the forward pass's 2-D attenti
 `generate` passes grows by one column per step), else when the `batch` / `attention_mask` given here says so.
 
 Under a KV cache each decode step runs one new column per row. The column offset of a forward pass is the mask's
-width minus the new tokens (or, without a 2-D mask, the cache's length), so "prompt" vs "generated" and the
-decision column are exact at every step, and a forward pass that starts a new sequence (offset 0) starts the
-bookkeeping afresh.
+width minus the new tokens, or, without a 2-D mask, the length of the cache it was given (found by type, not by
+keyword: see `toolprior.forward_contract`; transformers 5.25 renamed the keyword and drops a mask that holds no
+padding), so "prompt" vs "generated" and the decision column are exact at every step, and a forward pass that
+starts a new sequence (offset 0, or no cache) starts the bookkeeping afresh.
 
 Operators (`operator=`, or any function `(h, v, alpha) -> h'`): ``add`` h + alpha v; ``ablate`` h - (h.u)u with
 u = v/|v| (alpha unused); ``ablate_then_add`` the two in turn. `keep_norm=True` rescales each steered position
@@ -51,6 +52,7 @@ import torch
 from torch import nn
 
 from probes.hook_points import first_tensor
+from toolprior.forward_contract import cached_length
 from toolprior.modeling import decoder_layers
 
 if TYPE_CHECKING:
@@ -274,11 +276,13 @@ def _owner_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, An
         shape = tuple(embeds.shape[:2])
     else:
         raise RuntimeError("cannot steer: the decoder was called without input_ids or inputs_embeds")
-    cache = kwargs.get("past_key_values")
-    past = None
-    if cache is not None and hasattr(cache, "get_seq_length"):
-        past = int(cache.get_seq_length())
-    return {"shape": shape, "input_ids": input_ids, "attention_mask": kwargs.get("attention_mask"), "past_length": past}
+    # the cache whatever its keyword (`cache` from transformers 5.25, `past_key_values` before)
+    return {
+        "shape": shape,
+        "input_ids": input_ids,
+        "attention_mask": kwargs.get("attention_mask"),
+        "past_length": cached_length(kwargs),
+    }
 
 
 def _alpha_tensor(alpha: Alpha) -> torch.Tensor | float:

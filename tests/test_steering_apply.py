@@ -521,3 +521,28 @@ def test_a_repeated_prompt_sweep_shares_work_and_gives_the_same_outputs(agent, t
         assert 0 < calls["fork"] < -(-len(rows) // 8)  # the batch with the forced think did not fork
         forked = [out for out in shared if "</think>" in out]
         assert len({out.split("</think>")[1] for out in forked}) > 1  # the copies do part after the think
+
+
+@pytest.mark.parametrize("positions", ["prompt", "generated"])
+def test_unpadded_generation_keeps_its_columns_when_the_mask_and_cache_keyword_change(agent, tiny_tokenizer, positions):
+    """Regression (transformers 5.25): `generate` drops an all-ones attention mask and hands the decoder its cache as
+    `cache=` instead of `past_key_values=`. Each decode step must still be seen at its own column, not as column 0
+    of a new sequence (which steered every generated token under "prompt" and none under "generated")."""
+    ids = tiny_tokenizer(prompts(tiny_tokenizer)[0], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    width = ids.shape[1]
+    seen: list[tuple[int, list[bool]]] = []
+    with steer(agent, random_vector(), 2.0, positions=positions) as steering:
+        handle = decoder_layers(agent)[0].register_forward_hook(
+            lambda m, a, o: seen.append((steering.tracker.total, steering.tracker.current[0].tolist()))
+        )
+        try:
+            agent.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False)
+        finally:
+            handle.remove()
+    assert [total for total, _ in seen] == [width + step for step in range(len(seen))]
+    prefill, *steps = [mask for _, mask in seen]
+    assert len(steps) >= 3
+    if positions == "prompt":
+        assert all(prefill) and not any(any(step) for step in steps)
+    else:
+        assert not any(prefill) and all(all(step) for step in steps)
