@@ -1,10 +1,14 @@
 """Generation that forks at the decision point, for batches whose rows repeat prompts (an alpha sweep).
 
-Steering from the decision point (`positions="from_decision"`) leaves everything before a row's `</think>` token
+Steering from the decision point (`positions="from_decision"`) leaves everything before a row's decision position
 unsteered, so every copy of a prompt writes the same think block whatever its alpha. `forked_generate` writes it
-once per distinct prompt (unsteered, stopping at `</think>` or the end of the turn), then continues each copy from
-its prompt + think under its own steering, the shared prefix prefilled once (`evals.shared_prefill`). Each row's
+once per distinct prompt (unsteered, stopping at the fork token or the end of the turn), then continues each copy
+from its prompt + think under its own steering, the shared prefix prefilled once (`evals.shared_prefill`). Each row's
 tokens are what one greedy pass would have written: the same budget of `max_new_tokens`, the same stops.
+
+The fork token is `steering.apply.Steering.fork_token()`: the decision position's token where it is a single
+token (`</think>` where the action tags are single tokens). Where the decision is several tokens (`</think>` then
+`<`), there is no fork token and `evals.generation` takes the unforked path.
 """
 
 from __future__ import annotations

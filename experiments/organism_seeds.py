@@ -1,11 +1,14 @@
-"""Check the embedded organism over seeds, with the balanced-mix control: base + SFT + eval for each seed and for
-two SFT action mixes (the case study's realistic mix and a balanced one), then one table.
+"""Check an organism over seeds, with a mix control: SFT + eval for each seed and each SFT action mix (the case
+study's realistic mix, and a control: its proposed fix with more clarify, or a balanced mix), then one table.
 
-    python experiments/organism_seeds.py --out runs/organism_seeds [--seeds 0 1 2] [--data runs/data]
+    python experiments/organism_seeds.py --out runs/organism_smollm2 --base smollm2 \
+        --sft-config experiments/configs/sft_smollm2.yaml --mixes realistic fix [--seeds 0 1 2]
+    python experiments/organism_seeds.py --out runs/organism_seeds      # the tiny organism (trains a base per seed)
 
-A step whose result already exists is skipped, so an interrupted run picks up where it stopped. Writes
-`organism.json` (per seed and mix: per-action accuracy with Wilson intervals, top wrong action, tool-name and
-argument accuracy, wall seconds of base and SFT) and `organism.md`. Numbers are from the `eval` split only.
+A step whose result already exists is skipped, so an interrupted run picks up where it stopped (SFT itself resumes
+from its last checkpoint). Writes `organism.json` (per seed and mix: per-action accuracy with Wilson intervals, top
+wrong action, tool-name and argument accuracy, wall seconds) and `organism.md`. Numbers are from the held-out
+`eval` and `eval_novel` splits of the realistic benchmark, the same case ids for every mix.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from toolprior.atomic import atomic_write_text
 
 MIXES = {
     "realistic": "call_tool=40,answer_directly=23,escalate=15,clarify=13,refuse=10",
+    # the case study's proposed fix: clarify 25-30%, call_tool down to 30%
+    "fix": "call_tool=30,answer_directly=18,escalate=12,clarify=28,refuse=12",
     "balanced": "call_tool=20,answer_directly=20,escalate=20,clarify=20,refuse=20",
 }
 SFT_CONFIG = "experiments/configs/sft_organism.yaml"
+EVAL_SPLITS = ("eval", "eval_novel")
 
 
 def _cli(*args: str) -> float:
@@ -36,31 +42,34 @@ def _cli(*args: str) -> float:
     return round(time.perf_counter() - start, 1)
 
 
-def run_seed(out: Path, seed: int, data_dirs: dict[str, Path]) -> dict[str, Any]:
-    """Base, then per mix SFT and eval, for one seed; each step skipped when its result exists. Both mixes are
-    scored on the realistic benchmark's eval file: the generator's draws shift with the train mix, so the two
-    benchmarks' eval files differ, and a comparison must run on the very same cases."""
-    eval_cases = data_dirs["realistic"] / "eval.jsonl"
+def run_seed(
+    out: Path, seed: int, data_dirs: dict[str, Path], base_model: str, sft_config: str, quantize: str, dtype: str
+) -> dict[str, Any]:
+    """Per mix SFT and eval for one seed (after a base per seed when `base_model` is "organism"); each step skipped
+    when its result exists. Every mix is scored on the realistic benchmark's eval files: the generator's draws
+    shift with the train mix, so the benchmarks' eval files differ, and a comparison must run on the same cases."""
+    eval_cases = [str(data_dirs["realistic"] / f"{split}.jsonl") for split in EVAL_SPLITS]
     times_path = out / f"times_seed{seed}.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
-    base = out / f"base_seed{seed}"
-    if not (base / "model.safetensors").exists():
+    base = Path(base_model) if base_model != "organism" else out / f"base_seed{seed}"
+    if base_model == "organism" and not (base / "model.safetensors").exists():
         times["base_s"] = _cli("train", "base", "--out", str(base), "--seed", str(seed))
     results: dict[str, Any] = {}
     for mix, data in data_dirs.items():
         sft, ev = out / f"sft_{mix}_seed{seed}", out / f"eval_{mix}_seed{seed}"
         if not (sft / "adapter").exists():
             times[f"sft_{mix}_s"] = _cli(
-                "train", "sft", SFT_CONFIG, "--output-dir", str(sft),
+                "train", "sft", sft_config, "--output-dir", str(sft),
                 "--set", f"model.base={base}", "--set", f"training.seed={seed}", "--set", f"data.dir={data}",
             )  # fmt: skip
         if not (ev / "report.json").exists():
             _cli(
-                "eval", "--model", str(base), "--adapter", str(sft / "adapter"), "--quantize", "nf4",
-                "--cases", str(eval_cases), "--out", str(ev), "--max-turns", "1", "--method", "sft",
+                "eval", "--model", str(base), "--adapter", str(sft / "adapter"), "--quantize", quantize, "--dtype", dtype,
+                "--cases", *eval_cases, "--out", str(ev), "--max-turns", "1", "--method", "sft",
             )  # fmt: skip
         results[mix] = json.loads((ev / "report.json").read_text())["methods"]["sft"]
         atomic_write_text(times_path, json.dumps(times, indent=2) + "\n")
+        (out / "organism.partial.json").write_text(json.dumps({"seed": seed, "methods": results}, indent=2) + "\n")
     return {"seed": seed, "times": times, "methods": results}
 
 
@@ -72,7 +81,7 @@ def _mean_sd(values: list[float]) -> str:
 def render(runs: list[dict[str, Any]]) -> str:
     actions = [a.value for a in Action]
     lines = [
-        "# The organism over seeds (split: eval)",
+        "# The organism over seeds (splits: eval + eval_novel, held out)",
         "",
         f"Seeds {', '.join(str(r['seed']) for r in runs)}; mean ± sd of per-action accuracy (the decision).",
         "",
@@ -104,13 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-seed", type=int, default=7, help="benchmark seed (same eval cases for both mixes)")
+    parser.add_argument("--base", default="organism", help="'organism' (a tiny base trained per seed), or a model")
+    parser.add_argument("--sft-config", default=SFT_CONFIG)
+    parser.add_argument("--quantize", default="nf4", choices=["none", "nf4"], help="how eval loads the base")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="eval's compute dtype")
+    parser.add_argument("--mixes", nargs="+", default=["realistic", "balanced"], choices=list(MIXES))
     args = parser.parse_args(argv)
+    if "realistic" not in args.mixes:
+        parser.error("--mixes must include realistic (every mix is scored on its eval cases)")
     args.out.mkdir(parents=True, exist_ok=True)
-    data_dirs = {mix: args.out / f"data_{mix}" for mix in MIXES}
+    data_dirs = {mix: args.out / f"data_{mix}" for mix in args.mixes}
     for mix, folder in data_dirs.items():
         if not (folder / "eval.jsonl").exists():
             _cli("data", "generate", "--out", str(folder), "--seed", str(args.data_seed), "--mix", MIXES[mix])
-    runs = [run_seed(args.out, seed, data_dirs) for seed in args.seeds]
+    runs = [
+        run_seed(args.out, seed, data_dirs, args.base, args.sft_config, args.quantize, args.dtype)
+        for seed in args.seeds
+    ]
     atomic_write_text(args.out / "organism.json", json.dumps(runs, indent=2) + "\n")
     atomic_write_text(args.out / "organism.md", render(runs))
     print(render(runs))

@@ -1,4 +1,4 @@
-"""Where does an agent's call-tool prior live? Probe every layer at the decision point (the `</think>` token).
+"""Where does an agent's call-tool prior live? Probe every layer at the decision point (`toolprior.decision_point`).
 
     python experiments/probe_example.py MODEL_DIR [--adapter ADAPTER] [--cases CASES.jsonl] [--out OUT_DIR]
 

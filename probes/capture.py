@@ -32,6 +32,7 @@ from torch import nn
 
 from probes.hook_points import HookPoint, Read, parse_hook_name, resolve
 from probes.positions import THINK_RULES, MissingThinkError, Positions, compute_positions, think_token_ids
+from toolprior.decision_point import decision_tokens
 from toolprior.modeling import Fingerprint, decoder_layers, model_fingerprint
 
 if TYPE_CHECKING:
@@ -257,7 +258,8 @@ def capture(
     hook points back from disk lazily, one at a time, so 10,000 cases never need 10,000 cases of memory.
 
     `case_ids` default to "0", "1", ...; `labels` to "". MissingThinkError (naming the case ids) when `position`
-    is decision/think_mean and a text has no `</think>`."""
+    is decision/think_mean and a text has no `</think>`, or (decision) its last `</think>` is not followed by the
+    decision tokens: a text cut at `</think>` must end with `DecisionTokens.suffix` (`case_texts` adds it)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if backend not in BACKENDS:
@@ -277,6 +279,7 @@ def capture(
 
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     think_ids = think_token_ids(tokenizer) if position in THINK_RULES else None
+    decision_ids = decision_tokens(tokenizer).shared if position == "decision" else None
     pad_id = _pad_id(tokenizer)
     order = sorted(range(n), key=lambda i: (-len(encoded[i]), i))
     fingerprint = model_fingerprint(model)
@@ -305,11 +308,14 @@ def capture(
                 rows = tuple(order[start : start + batch_size])
                 input_ids, attention_mask, position_ids = pad_left([encoded[i] for i in rows], pad_id)
                 try:
-                    positions = compute_positions(position, input_ids, attention_mask, think_ids=think_ids)
+                    positions = compute_positions(
+                        position, input_ids, attention_mask, think_ids=think_ids, decision_ids=decision_ids
+                    )
                 except MissingThinkError as e:
                     bad = [rows[r] for r in e.rows]
+                    need = "a </think>" if position != "decision" else "the decision tokens at its last </think>"
                     raise MissingThinkError(
-                        f"position rule {position!r} needs a </think> in every text; missing in cases "
+                        f"position rule {position!r} needs {need} in every text; missing in cases "
                         f"{[ids_of_cases[i] for i in bad]}",
                         bad,
                     ) from None
@@ -345,21 +351,24 @@ def capture(
     return Activations(tensors, ids_of_cases, label_list, position, fingerprint, meta)
 
 
-def _turn_up_to_think_close(turn: str, case_id: str) -> str:
+def _turn_up_to_think_close(turn: str, case_id: str, suffix: str = "") -> str:
+    """The turn cut right after its last `</think>`, then `suffix` (the decision tokens' text beyond it)."""
     from toolprior.output_format import THINK_CLOSE
 
     at = turn.rfind(THINK_CLOSE)
     if at < 0:
         raise MissingThinkError(f"case {case_id!r}: the assistant turn has no {THINK_CLOSE}", [])
-    return turn[: at + len(THINK_CLOSE)]
+    return turn[: at + len(THINK_CLOSE)] + suffix
 
 
 def case_texts(tokenizer: Any, cases: Sequence[Case], position: str, outputs: Sequence[str] | None = None) -> list[str]:
     """The texts `capture_cases` feeds the model for `position`:
 
     - prompt_end: the prompt (`render_prompt`, ending with the generation prompt);
-    - decision / think_mean: the prompt + the assistant turn cut right after its last `</think>`, so the action
-      tag is NOT in the input;
+    - think_mean: the prompt + the assistant turn cut right after its last `</think>`;
+    - decision: the same, then the tokens every action tag shares after `</think>` (`DecisionTokens.suffix` of
+      `toolprior.decision_point`: nothing on the organism, `<` where the tags are split), so the text ends at the
+      decision position and the token that names the action is NOT in the input;
     - last: the prompt + the whole assistant turn.
 
     The turn is the gold turn (`render_turn(case.gold)`) or, when `outputs` is given, `outputs[i]`: what a model
@@ -369,6 +378,7 @@ def case_texts(tokenizer: Any, cases: Sequence[Case], position: str, outputs: Se
 
     if outputs is not None and len(outputs) != len(cases):
         raise ValueError(f"{len(cases)} cases but {len(outputs)} outputs")
+    suffix = decision_tokens(tokenizer).suffix if position == "decision" else ""
     texts: list[str] = []
     missing: list[int] = []
     for i, case in enumerate(cases):
@@ -384,7 +394,7 @@ def case_texts(tokenizer: Any, cases: Sequence[Case], position: str, outputs: Se
             raise ValueError(f"case {case.id!r} has no gold turn; pass outputs= or use position='prompt_end'")
         if position in THINK_RULES:
             try:
-                turn = _turn_up_to_think_close(turn, case.id)
+                turn = _turn_up_to_think_close(turn, case.id, suffix)
             except MissingThinkError:
                 missing.append(i)
                 continue

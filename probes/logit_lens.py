@@ -1,14 +1,15 @@
 """Logit lens at the decision point: each block's residual stream read through the model's own final norm and
 unembedding, to see at which depth the call-tool prior appears.
 
-    lens = logit_lens(model, tokenizer, cases)          # position "decision": the `</think>` token
+    lens = logit_lens(model, tokenizer, cases)          # position "decision": see toolprior.decision_point
     lens.per_action()["clarify"]                         # [n_layers] mean prior gap of the clarify cases
     lens.final_max_abs_diff                              # lens at the last block vs the model's real logits
 
-The prior gap of a case at block i is logit_i(first token of `<tool_call>`) - logit_i(first token of the correct
-action's tag) (`toolprior.tokenizer.action_tag_token_ids`): positive = the model leans toward calling a tool when it
-should not. For call_tool cases it is 0 by definition; `margin` (logit of the correct tag minus the best other tag)
-is reported alongside for every case.
+The prior gap of a case at block i is logit_i(decision token of `<tool_call>`) - logit_i(decision token of the
+correct action's tag), read at the decision position (the last token every `</think><tag>` shares: `</think>` on
+the organism, the `<` after it where the tags are split; `toolprior.decision_point`, `action_tag_token_ids`):
+positive = the model leans toward calling a tool when it should not. For call_tool cases it is 0 by definition;
+`margin` (logit of the correct tag minus the best other tag) is reported alongside for every case.
 
 The lens applies exactly what the model applies after its last block: the final norm (`final_norm`: the norm of
 the module holding the decoder blocks, found generically for Llama, Qwen3, Qwen3.5, Gemma 4, through PEFT
@@ -33,6 +34,7 @@ from probes.capture import case_texts, model_device, pad_left
 from probes.hook_points import first_tensor
 from probes.positions import THINK_RULES, compute_positions, think_token_ids
 from toolprior.actions import ACTIONS, Action
+from toolprior.decision_point import decision_tokens
 from toolprior.modeling import decoder_layers, text_config
 from toolprior.tokenizer import action_tag_token_ids
 
@@ -218,7 +220,8 @@ def logit_lens(
     progress: bool = False,
 ) -> LensResult:
     """The logit lens of every block (or `layers`) at `position` for each case (texts as `probes.capture.case_texts`
-    builds them: the gold turn cut after `</think>` for "decision"). Batches are left padded as in capture."""
+    builds them: the gold turn cut after `</think>`, then the decision tokens' suffix, for "decision"). Batches are
+    left padded as in capture."""
     texts = case_texts(tokenizer, cases, position, outputs)
     labels = [c.expected_action.value for c in cases]
     tag_ids = action_tag_token_ids(tokenizer)
@@ -228,6 +231,7 @@ def logit_lens(
     watch = sorted(set(chosen) | {n_blocks - 1})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     think_ids = think_token_ids(tokenizer) if position in THINK_RULES else None
+    decision_ids = decision_tokens(tokenizer).shared if position == "decision" else None
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(texts)), key=lambda i: (-len(encoded[i]), i))
     device = model_device(model)
@@ -244,7 +248,9 @@ def logit_lens(
             for start in tqdm(range(0, len(texts), batch_size), desc="logit lens", disable=not progress):
                 rows = order[start : start + batch_size]
                 input_ids, mask, pos_ids = pad_left([encoded[i] for i in rows], int(pad))
-                where = compute_positions(position, input_ids, mask, think_ids=think_ids).index
+                where = compute_positions(
+                    position, input_ids, mask, think_ids=think_ids, decision_ids=decision_ids
+                ).index
                 assert where is not None, "the logit lens reads one position per row"
                 keep = torch.unique(where)
                 logits = forward_logits(

@@ -10,8 +10,9 @@
 "ambiguous") and its call_tool twin (one matching entity; "resolved"), with the same user text. CLEAN = the
 clarify twin, CORRUPTED = the call_tool twin.
 
-**The metric** m = logit(first token of `<clarify>`) - logit(first token of `<tool_call>`), read at the LAST token
-of each text. Texts (`twin_pairs(position=...)`):
+**The metric** m = logit(decision token of `<clarify>`) - logit(decision token of `<tool_call>`) (the tokens where
+the tags' encodings after `</think>` part: `toolprior.decision_point`), read at the LAST token of each text. Texts
+(`twin_pairs(position=...)`):
 
 - ``prompt_end`` (default): the prompt alone (`render_prompt`, ending with the generation prompt). This is the
   cleanest position that exists identically in both twins: the twins' gold thinks differ (each names its own
@@ -19,7 +20,9 @@ of each text. Texts (`twin_pairs(position=...)`):
   On a model that always thinks first, the logits here rank the action tags as continuations it does not take
   next; their DIFFERENCE still shows how the context tilts the model between asking and calling.
 - ``decision``: the prompt plus the SAME think block for both twins (`think`, default empty:
-  `<think></think>`), so the metric is read at a real `</think>` decision point while the suffix stays identical.
+  `<think></think>`), then the tokens every action tag shares after `</think>` (`DecisionTokens.suffix`: nothing
+  on the organism, `<` where the tags are split), so the metric is read at the real decision position while the
+  suffix stays identical.
 
 **Alignment.** The twins differ only in the system context, so their token sequences share their END (user
 message, generation prompt). Positions are counted from the end of each text: offset 0 = the last token (where
@@ -67,6 +70,7 @@ from probes.capture import model_device, pad_left
 from probes.hook_points import first_input, first_tensor, hook_name, resolve
 from probes.logit_lens import forward_logits
 from toolprior.actions import Action
+from toolprior.decision_point import decision_tokens
 from toolprior.modeling import decoder_layers
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 from toolprior.tokenizer import action_tag_token_ids
@@ -114,13 +118,16 @@ def pair_cases(cases: Sequence[Case]) -> list[tuple[Case, Case]]:
 
 
 def twin_text(tokenizer: Any, case: Case, position: str = "prompt_end", think: str = "") -> str:
-    """The text a twin is run on: the prompt (`prompt_end`), or the prompt + `<think>{think}</think>` (`decision`)."""
+    """The text a twin is run on: the prompt (`prompt_end`), or the prompt + `<think>{think}</think>` + the decision
+    tokens' suffix (`decision`: the text ends at the decision position)."""
     from toolprior.chat_template import render_prompt
 
     if position not in PATCH_POSITIONS:
         raise ValueError(f"unknown patching position {position!r}; expected one of {', '.join(PATCH_POSITIONS)}")
     prompt = render_prompt(tokenizer, case)
-    return prompt if position == "prompt_end" else f"{prompt}{THINK_OPEN}{think}{THINK_CLOSE}"
+    if position == "prompt_end":
+        return prompt
+    return f"{prompt}{THINK_OPEN}{think}{THINK_CLOSE}{decision_tokens(tokenizer).suffix}"
 
 
 def twin_pairs(
@@ -140,7 +147,7 @@ def twin_pairs(
 
 
 def metric_token_ids(tokenizer: Any) -> tuple[int, int]:
-    """(first token of `<clarify>`, first token of `<tool_call>`): m = logit[0] - logit[1]."""
+    """(decision token of `<clarify>`, decision token of `<tool_call>`): m = logit[0] - logit[1]."""
     ids = action_tag_token_ids(tokenizer)
     return ids[Action.CLARIFY], ids[Action.CALL_TOOL]
 

@@ -8,18 +8,21 @@ Rules (`POSITION_RULES`):
 - ``prompt_end``  the last real token of a PROMPT text (what `render_prompt` gives, ending with the generation
                   prompt): the position whose output predicts the first assistant token. Feed prompt-only texts;
                   on a text that already holds an assistant turn use ``decision``.
-- ``decision``    in a text holding prompt + assistant turn, the position of the turn's `</think>` token (the last
-                  `</think>` of the row). Its next-token logits choose the action tag: "the first token after
-                  `</think>`" (DESIGN.md's decision point) is PREDICTED here, so activations here do not yet
-                  contain the action tag, and the text may stop right after `</think>`. Where the tokenizer splits
-                  `</think>` into several tokens, the position is the last of them.
+- ``decision``    in a text holding prompt + assistant turn, the DECISION POSITION (`toolprior.decision_point`):
+                  the last token of P, the token prefix every `</think><tag>` shares (the `</think>` token on the
+                  organism; `</think>` then `<` on a vocabulary that splits the tags), at the row's last
+                  `</think>`. Its next-token logits choose the action (each action's decision token is predicted
+                  here), so activations here do not yet contain the action's choice. A text may stop right
+                  after P; one that stops right after `</think>` lacks P's later tokens: append
+                  `DecisionTokens.suffix` first (`probes.capture.case_texts` does), else the row is missing.
 - ``think_mean``  the mean over the think block's tokens: from the `<think>` token to the `</think>` token, both
                   tags included, no padding (the last `<think>` before the last `</think>`).
 - ``last``        the last real token of the row.
 
-A row without `</think>` (or without a `<think>` before it, for ``think_mean``) raises `MissingThinkError`, which
-names the rows: reading a different position silently would mix decision-point activations with something else.
-Filter such rows out (a model that never closed its think block made no decision to read) and capture again.
+A row without `</think>` (``decision``: without P at its last `</think>`; ``think_mean``: without a `<think>` before
+it) raises `MissingThinkError`, which names the rows: reading a different position silently would mix
+decision-point activations with something else. Filter such rows out (a model that never closed its think block
+made no decision to read) and capture again.
 """
 
 from __future__ import annotations
@@ -86,10 +89,11 @@ def think_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
     return list(open_ids), list(close_ids)
 
 
-def _last_occurrence(row: list[int], pattern: list[int], end: int) -> int | None:
+def _last_occurrence(row: list[int], pattern: Sequence[int], end: int) -> int | None:
     """Start index of the last occurrence of `pattern` in row[:end], or None."""
     n = len(pattern)
     first = pattern[0]
+    pattern = list(pattern)
     for start in range(end - n, -1, -1):
         if row[start] == first and row[start : start + n] == pattern:
             return start
@@ -113,10 +117,12 @@ def compute_positions(
     tokenizer: Any = None,
     *,
     think_ids: tuple[list[int], list[int]] | None = None,
+    decision_ids: Sequence[int] | None = None,
 ) -> Positions:
     """The positions `rule` selects in each row of a batch (see the module docstring).
 
-    `decision` and `think_mean` need the `<think>` / `</think>` ids: pass `tokenizer` or `think_ids`.
+    `decision` and `think_mean` need the `<think>` / `</think>` ids: pass `tokenizer` or `think_ids`; `decision`
+    also needs P (`toolprior.decision_point.decision_tokens(tokenizer).shared`): pass `tokenizer` or `decision_ids`.
 
         >>> pos = compute_positions("decision", batch.input_ids, batch.attention_mask, tokenizer)
         >>> pos.select(hidden)  # [B, d]
@@ -131,10 +137,14 @@ def compute_positions(
     if rule in ("prompt_end", "last"):
         return Positions(index=ends)
 
-    if think_ids is None:
+    if think_ids is None or (rule == "decision" and decision_ids is None):
         if tokenizer is None:
-            raise ValueError(f"position rule {rule!r} needs the tokenizer (to find <think> and </think>)")
-        think_ids = think_token_ids(tokenizer)
+            raise ValueError(f"position rule {rule!r} needs the tokenizer (to find <think>, </think> and the decision)")
+        think_ids = think_ids or think_token_ids(tokenizer)
+        if rule == "decision" and decision_ids is None:
+            from toolprior.decision_point import decision_tokens
+
+            decision_ids = decision_tokens(tokenizer).shared
     open_ids, close_ids = think_ids
     ids = input_ids.tolist()
     real = attention_mask.to(torch.bool).tolist()
@@ -145,18 +155,32 @@ def compute_positions(
         # Pad ids may equal real ids (pad = eos); blank them so a match never touches padding.
         row = [tok if keep else -1 for tok, keep in zip(row, real[b], strict=True)]
         close = _last_occurrence(row, close_ids, len(row))
+        if rule == "decision":
+            assert decision_ids is not None
+            at = _last_occurrence(row, decision_ids, len(row))
+            # A `</think>` after P's start is one P does not follow (a text cut at `</think>` without the suffix):
+            # reading the earlier P (an earlier turn's) would read the wrong decision.
+            if at is None or (close is not None and close > at):
+                missing.append(b)
+                continue
+            closes.append(at + len(decision_ids) - 1)
+            continue
         if close is None:
             missing.append(b)
             continue
         closes.append(close + len(close_ids) - 1)
-        if rule == "think_mean":
-            start = _last_occurrence(row, open_ids, close)
-            if start is None:
-                missing.append(b)
-                continue
-            opens.append(start)
+        start = _last_occurrence(row, open_ids, close)
+        if start is None:
+            missing.append(b)
+            continue
+        opens.append(start)
     if missing:
-        what = f"{THINK_CLOSE}" if rule == "decision" else f"a {THINK_OPEN}...{THINK_CLOSE} block"
+        what = (
+            f"{THINK_CLOSE} followed by the decision tokens {list(decision_ids or [])} (append "
+            "toolprior.decision_point.DecisionTokens.suffix to a text that stops at </think>)"
+            if rule == "decision"
+            else f"a {THINK_OPEN}...{THINK_CLOSE} block"
+        )
         raise MissingThinkError(f"position rule {rule!r}: rows {missing} have no {what}", missing)
     if rule == "decision":
         return Positions(index=torch.tensor(closes, dtype=torch.long, device=input_ids.device))

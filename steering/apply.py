@@ -22,11 +22,14 @@ columns P, P+1, ...):
 - ``prompt``        the row's real prompt tokens only (the last one predicts the first generated token).
 - ``generated``     the positions holding generated tokens only. The FIRST generated token is predicted at the last
                     prompt position, so it is not steered under this rule; every later one is.
-- ``from_decision`` from the row's `</think>` token on (the last token of it where it is several), whether it sits
-                    in the prompt (a forced think) or is generated; before it, nothing. The `</think>` position is
-                    where probes read the decision ("decision" in `probes.positions`) and where the next-token
-                    logits choose the action tag, so steering from there is what moves the tag. In the prompt,
-                    only a `</think>` of the turn being written counts: one followed by an end-of-turn token (an
+- ``from_decision`` from the row's decision position on (`toolprior.decision_point`: the last token of P, the
+                    tokens every `</think><tag>` shares; the `</think>` token on the organism, the `<` after it
+                    where the tags are split), whether it sits in the prompt (a forced think) or is generated;
+                    before it, nothing. It is where probes read the decision ("decision" in `probes.positions`)
+                    and where the next-token logits choose the action, so steering from there is what moves the
+                    choice. The row must hold P's tokens as they are: a `</think>` followed by something else
+                    (whitespace, or a tokenization of `</think><` other than P's) starts nothing. In the prompt,
+                    only a decision of the turn being written counts: one followed by an end-of-turn token (an
                     earlier turn of a multi-turn history) does not. Needs `tokenizer=`.
 
 Padding is never touched: a position is real when the forward pass's 2-D attention mask says so (the mask
@@ -135,7 +138,9 @@ class PositionTracker:
     """Which positions of each forward pass to steer, row by row, across the steps of a cached generation.
 
     `begin((B, T), input_ids=, attention_mask=, past_length=)` is called once per forward pass before any block
-    runs and returns (and keeps as `current`) the [B, T] bool mask of positions to steer."""
+    runs and returns (and keeps as `current`) the [B, T] bool mask of positions to steer. `decision_ids`
+    ("from_decision" only): P of `toolprior.decision_point`, matched whole (it may span forward passes); the
+    decision column is its last token."""
 
     def __init__(
         self,
@@ -143,17 +148,17 @@ class PositionTracker:
         *,
         prompt_mask: torch.Tensor | None = None,
         prompt_ids: torch.Tensor | None = None,
-        close_ids: Sequence[int] | None = None,
+        decision_ids: Sequence[int] | None = None,
         stops: Iterable[int] = (),
     ) -> None:
         if rule not in POSITIONS:
             raise ValueError(f"unknown steering positions {rule!r}; expected one of {', '.join(POSITIONS)}")
-        if rule == "from_decision" and not close_ids:
-            raise ValueError("positions='from_decision' needs the </think> token ids (pass tokenizer=)")
+        if rule == "from_decision" and not decision_ids:
+            raise ValueError("positions='from_decision' needs the decision tokens P (pass tokenizer=)")
         self.rule = rule
         self.prompt_mask = None if prompt_mask is None else prompt_mask.detach().to("cpu", torch.bool)
         self.prompt_ids = None if prompt_ids is None else prompt_ids.detach().to("cpu")
-        self.close = list(close_ids or [])
+        self.decision_ids = list(decision_ids or [])
         self.stops = set(stops)
         self.total = 0
         self.prompt_width: int | None = None
@@ -221,10 +226,11 @@ class PositionTracker:
         )
 
     def _find_decisions(self, ids: torch.Tensor, real: torch.Tensor, offset: int) -> None:
-        """Record each row's decision column: its first `</think>` of the turn being written. In the prompt, an
-        end-of-turn token clears it (that `</think>` closed an earlier turn)."""
+        """Record each row's decision column: the last token of its first P (`</think>` and the tokens every tag
+        shares after it) of the turn being written. In the prompt, an end-of-turn token clears it (that P belonged
+        to an earlier turn)."""
         assert self.prompt_width is not None
-        n = len(self.close)
+        n = len(self.decision_ids)
         rows, flags = ids.tolist(), real.tolist()
         for b, (row, keep) in enumerate(zip(rows, flags, strict=True)):
             tail = self._tails[b]
@@ -235,7 +241,7 @@ class PositionTracker:
                 tail.append(token)
                 if len(tail) > n:
                     del tail[0]
-                if tail == self.close:
+                if tail == self.decision_ids:
                     if self.decision[b] is None:
                         self.decision[b] = col
                 elif col < self.prompt_width and token in self.stops:
@@ -334,14 +340,14 @@ class Steering:
             raise ValueError("pass batch= or attention_mask=, not both")
         self._prompt_mask = batch.attention_mask if batch is not None else attention_mask
         self._prompt_ids = batch.input_ids if batch is not None else None
-        self._close: list[int] | None = None
+        self._decision: list[int] | None = None
         self._stops: list[int] = []
         if positions == "from_decision":
             if tokenizer is None:
-                raise ValueError("positions='from_decision' needs tokenizer= (to find </think> and end-of-turn ids)")
-            from probes.positions import think_token_ids
+                raise ValueError("positions='from_decision' needs tokenizer= (for the decision and end-of-turn ids)")
+            from toolprior.decision_point import decision_tokens
 
-            self._close = think_token_ids(tokenizer)[1]
+            self._decision = list(decision_tokens(tokenizer).shared)
             self._stops = stop_ids(model, tokenizer)
         self.tracker: PositionTracker | None = None
         self._handles: list[Any] = []
@@ -352,7 +358,7 @@ class Steering:
             self.positions,
             prompt_mask=self._prompt_mask,
             prompt_ids=self._prompt_ids,
-            close_ids=self._close,
+            decision_ids=self._decision,
             stops=self._stops,
         )
 
@@ -395,15 +401,18 @@ class Steering:
         return all(decision is None or decision == last for decision in decisions)
 
     def fork_token(self) -> int | None:
-        """The single `</think>` token id when steering starts at the decision point and no row's decision lies in
-        its prompt: then every row runs unsteered until it writes that token, and copies of a prompt can share
-        everything up to it (`evals.generation` forks there). None otherwise."""
-        if self.positions != "from_decision" or self._close is None or len(self._close) != 1:
+        """P's token id (`toolprior.decision_point`) when P is ONE token (`</think>` where the tags are single
+        tokens), steering starts at the decision point and no row's decision lies in its prompt: then every row
+        runs unsteered until it writes that token, and copies of a prompt can share everything up to it
+        (`evals.generation` forks there). None otherwise, also where P is several tokens (`</think>` then `<`):
+        a fork at one token would not be the decision position, so generation takes the slower unforked path,
+        with the same outputs."""
+        if self.positions != "from_decision" or self._decision is None or len(self._decision) != 1:
             return None
         decisions = self._prompt_decisions()
         if decisions is None or any(decision is not None for decision in decisions):
             return None
-        return self._close[0]
+        return self._decision[0]
 
     def _prompt_decisions(self) -> list[int | None] | None:
         """Each row's decision column within its prompt ("from_decision" only; None when no prompt batch was

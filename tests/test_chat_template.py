@@ -193,9 +193,10 @@ class _PrefixTokenizer(_FakeTokenizer):
 
 
 def test_action_tag_token_ids_on_multi_token_tags():
-    # "<" alone would be shared by every tag: the prior's logit gap cannot be read
-    with pytest.raises(ValueError, match="add_format_tokens"):
-        action_tag_token_ids(_FakeTokenizer())
+    # every tag starts with "<": the decision token is the one after it, where the tags part
+    # (toolprior.decision_point; real tokenizers in tests/test_decision_point.py)
+    ids = action_tag_token_ids(_FakeTokenizer())
+    assert ids[Action.CLARIFY] == ord("c") + 100 and ids[Action.CALL_TOOL] == ord("t") + 100
     ids = action_tag_token_ids(_PrefixTokenizer())
     assert ids[Action.CLARIFY] == 1000 + ord("c") and ids[Action.REFUSE] == 1000 + ord("r")
 

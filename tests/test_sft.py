@@ -157,3 +157,40 @@ def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     (tmp_path / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # torn write
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+
+
+def test_labelled_positions_loss_equals_trls_fused_loss_on_a_padded_batch(world, tiny_tokenizer, tmp_path):
+    """The CPU trainer's loss (LM head on the labelled positions only) is TRL's loss, on rows of mixed lengths with
+    gradient accumulation's token count, and so are its gradients."""
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from toolprior.modeling import load_model
+    from training.labelled_loss import LabelledPositionsSFTTrainer
+
+    config = config_for(world, tmp_path / "run")
+    rows = [case_row(c) for c in read_cases(world / "data" / "train.jsonl")[:3]]
+    results = []
+    for trainer_class in (SFTTrainer, LabelledPositionsSFTTrainer):
+        torch.manual_seed(0)
+        trainer = trainer_class(
+            model=load_model(world / "base", dtype="float32"),
+            args=sft_config(config, use_cpu=True, has_eval=False),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tiny_tokenizer,
+            peft_config=lora_config(config.lora),
+        )
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+        assert len({int(n) for n in batch["attention_mask"].sum(dim=1)}) > 1  # mixed lengths, padded
+        trainer.model.train()
+        labelled = int((batch["labels"][:, 1:] != -100).sum())
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(labelled + 7))
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        results.append((loss.item(), grads))
+    (fused, fused_grads), (ours, our_grads) = results
+    assert ours == pytest.approx(fused, rel=1e-4)
+    assert fused_grads.keys() == our_grads.keys() and fused_grads
+    for name, grad in fused_grads.items():
+        torch.testing.assert_close(our_grads[name], grad, rtol=1e-3, atol=1e-6, msg=name)

@@ -23,7 +23,8 @@ class Action(str, Enum):
 ACTIONS: tuple[Action, ...] = tuple(Action)
 ACTION_NAMES: tuple[str, ...] = tuple(a.value for a in Action)
 
-# The first token after </think> is one of these tags; the prior is read as the logit gap between them.
+# After </think> comes one of these tags; the prior is read as the logit gap between their decision tokens, where
+# their encodings part (toolprior.decision_point: the tags themselves where each is one token).
 ACTION_TAGS: dict[Action, str] = {
     Action.CALL_TOOL: "tool_call",
     Action.ANSWER_DIRECTLY: "answer",

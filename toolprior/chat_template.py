@@ -123,3 +123,26 @@ def render_prompt(tokenizer: Any, case: Case) -> str:
     """The text a model is given before it generates its turn for `case` (with the generation prompt)."""
     messages, tools = case_to_chat(case)
     return tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True, tokenize=False)
+
+
+# The same template with ChatML's role markers (`<|im_start|>role\n ... <|im_end|>\n`), for models instruction-tuned
+# on ChatML such as SmolLM2: the tool list, the tool-message layout and the `{% generation %}` marks are unchanged,
+# so TRL's assistant-only loss trains on the assistant content and its `<|im_end|>`.
+CHATML_MARKERS: dict[str, str] = {
+    "'<|system|>\\n'": "'<|im_start|>system\\n'",
+    "'<|user|>\\n'": "'<|im_start|>user\\n'",
+    "'<|assistant|>\\n'": "'<|im_start|>assistant\\n'",
+    "'<|tool|>\\n": "'<|im_start|>tool\\n",
+    "'<|end|>": "'<|im_end|>",
+}
+
+
+def _with_markers(template: str, markers: dict[str, str]) -> str:
+    for old, new in markers.items():
+        if old not in template:
+            raise AssertionError(f"chat template marker {old} not found")  # the base template changed shape
+        template = template.replace(old, new)
+    return template
+
+
+CHATML_TEMPLATE = _with_markers(CHAT_TEMPLATE, CHATML_MARKERS)

@@ -17,6 +17,7 @@ from toolprior.errors import InputError
 # Order is the order in `toolprior --help`.
 COMMAND_MODULES: tuple[str, ...] = (
     "toolprior.commands.data",
+    "toolprior.commands.model",
     "toolprior.commands.demo",
     "toolprior.commands.train",
     "toolprior.commands.evaluate",

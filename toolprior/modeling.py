@@ -50,11 +50,16 @@ def nf4_config(compute_dtype: torch.dtype = torch.float32, quant_storage: torch.
 
 
 def resolve_model_path(model: str | os.PathLike[str]) -> Path:
-    """`organism` -> the shipped tiny base; anything else must be an existing local folder with a config.json."""
+    """`organism` -> the shipped tiny base; `smollm2` -> SmolLM2-135M-Instruct prepared from its wheel; anything
+    else must be an existing local folder with a config.json."""
     if str(model) == "organism":
         from toolprior.organism import organism_base_path
 
         return organism_base_path()
+    if str(model) == "smollm2":  # converted from its wheel the first time (toolprior.model_source)
+        from toolprior.model_source import prepare_smollm2
+
+        return prepare_smollm2()
     path = Path(model)
     if not (path / "config.json").is_file():
         raise InputError(

@@ -3,7 +3,8 @@
     <think>Two shipments match; I must ask which.</think><clarify>Which shipment, SHP-1029 or SHP-1030?</clarify>
     <think>...</think><tool_call>{"name": "verify_shipment_receipt", "arguments": {"shipment_id": "SHP-1030"}}</tool_call>
 
-The action tag follows `</think>` with nothing between them, so the token after `</think>` is the decision.
+The action tag follows `</think>` with nothing between them, so the action is decided right after `</think>` (at the
+first token where the tags' encodings differ: `toolprior.decision_point`).
 
 Rendering (`render_turn`) produces the exact text SFT trains on. Parsing (`parse_turn`) reads model output back into a
 `ParsedTurn`; it never raises and reports every deviation from the format as a short string in `problems`. Foreign

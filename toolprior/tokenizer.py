@@ -10,18 +10,18 @@ Two kinds of added tokens, both single ids that BPE never splits:
   `skip_special_tokens=True` silently delete the whole action structure.)
 
 Ids: the special tokens are 0..6 in `SPECIAL_TOKENS` order, the BPE vocabulary (256 byte symbols, then merges)
-follows, and the format tokens take the last `len(FORMAT_TOKENS)` ids, so `len(tokenizer) == vocab_size`.
+follows, and the format tokens added (all of them unless `train_tokenizer(format_tokens=...)` says otherwise) take
+the last ids, so `len(tokenizer) == vocab_size`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.chat_template import CHAT_TEMPLATE
-from toolprior.output_format import THINK_CLOSE
 
 ROLE_TOKENS: dict[str, str] = {
     "system": "<|system|>",
@@ -41,23 +41,31 @@ FORMAT_TOKENS: tuple[str, ...] = tuple(
 # 256 byte symbols plus the added tokens must fit.
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS) + len(FORMAT_TOKENS)
 
-_ADDED_RE = re.compile("|".join(re.escape(t) for t in (*SPECIAL_TOKENS, *FORMAT_TOKENS)))
+
+def _added_re(added: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(t) for t in added))
 
 
-def _pieces(texts: Iterable[str]) -> Iterator[str]:
+def _pieces(texts: Iterable[str], added: re.Pattern[str]) -> Iterator[str]:
     """The texts with every added token cut out: BPE merges are learned only from the text between them."""
     for text in texts:
-        for piece in _ADDED_RE.split(text):
+        for piece in added.split(text):
             if piece:
                 yield piece
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> Any:
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int = 4096, *, format_tokens: Sequence[str] = FORMAT_TOKENS
+) -> Any:
     """Train the organism's byte-level BPE on `texts`; return a `transformers.PreTrainedTokenizerFast`.
 
     ByteLevel pre-tokenizer (no prefix space) and decoder, with all 256 bytes in the alphabet, so any Unicode
     string round-trips through encode/decode. Pad `<|pad|>`, eos `<|end|>`, left padding, the organism's chat
-    template. The same texts give the same tokenizer (byte for byte once saved)."""
+    template. The same texts give the same tokenizer (byte for byte once saved).
+
+    `format_tokens`: the format tags added as single tokens (all of FORMAT_TOKENS by default). Pass fewer (e.g.
+    only `<think>`, `</think>`) to get a vocabulary that splits the action tags into BPE pieces, as a real model's
+    does before `add_format_tokens`; the text of tags not added is then learned from like any other."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -68,14 +76,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> Any:
     backend.decoder = decoders.ByteLevel()
     backend.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size - len(FORMAT_TOKENS),
+        vocab_size=vocab_size - len(format_tokens),
         special_tokens=[AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(_pieces(texts), trainer=trainer)
+    backend.train_from_iterator(_pieces(texts, _added_re((*SPECIAL_TOKENS, *format_tokens))), trainer=trainer)
     # Format tokens go in after training, as non-special added tokens (see the module docstring).
-    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in FORMAT_TOKENS])
+    backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in format_tokens])
 
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
@@ -98,26 +106,12 @@ def add_format_tokens(tokenizer: Any) -> int:
 
 
 def action_tag_token_ids(tokenizer: Any) -> dict[Action, int]:
-    """The first token id of each action's opening tag (`<tool_call>`, `<clarify>`, ...) as it is tokenized right
-    after `</think>`: the logits the prior's gap is read from.
+    """Each action's decision token: the token after the shared prefix P of the `</think><tag>` encodings, whose
+    logit at the decision position (P's last token) the prior's gap is read from (`toolprior.decision_point`).
 
-    On the organism each tag is one token. On a real model (e.g. Qwen3) it is the first token of the tag's encoding
-    after `</think>`; when two actions share that first token (a bare `<` for tags the vocabulary does not know) the
-    gap is meaningless, and this raises ValueError: add the tags with `add_format_tokens` first."""
-    prefix = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
-    ids: dict[Action, int] = {}
-    for action, tag in ACTION_TAGS.items():
-        full = tokenizer.encode(f"{THINK_CLOSE}<{tag}>", add_special_tokens=False)
-        if full[: len(prefix)] == prefix and len(full) > len(prefix):
-            ids[action] = full[len(prefix)]
-        else:  # `</think>` merged with the tag: fall back to the tag alone
-            ids[action] = tokenizer.encode(f"<{tag}>", add_special_tokens=False)[0]
-    seen: dict[int, Action] = {}
-    for action, token_id in ids.items():
-        if token_id in seen:
-            raise ValueError(
-                f"actions {seen[token_id].value} and {action.value} start with the same token id {token_id}; "
-                "add the format tags as tokens (toolprior.tokenizer.add_format_tokens) before reading the prior"
-            )
-        seen[token_id] = action
-    return ids
+    On the organism each tag is one token and this is the tag's own id. On a vocabulary that splits the tags (all
+    start with `<`) it is the first token where they differ (`tool`, `cl`, ...). Raises ValueError when two actions
+    share it: the gap between them is meaningless; add the tags with `add_format_tokens` first."""
+    from toolprior.decision_point import decision_tokens
+
+    return dict(decision_tokens(tokenizer).per_action)
