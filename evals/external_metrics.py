@@ -22,10 +22,14 @@ expected action mapped the same way).
   (predicted call_tool). None when there is no such case.
 
 BFCL scores whether the reply holds a decodable function call ("has a call" = predicted call_tool with at least
-one decoded call in `verdict.tool_calls`; a <tool_call> block whose JSON is broken is no call):
+one decoded call in `verdict.tool_calls`; a <tool_call> block whose JSON is broken is no call), one group per
+category (toolprior.importers.bfcl.KINDS):
 
-- irrelevance accuracy: correct when the reply has no call;
+- irrelevance, live_irrelevance accuracy: correct when the reply has no call;
 - live relevance accuracy: correct when it has one (arguments unchecked);
+- simple, multiple, parallel, parallel_multiple and their live_ versions (BFCL's AST accuracy): correct when it has
+  calls and they match the case's ground truth of allowed values (evals.verdicts.calls_match_allowed); a case
+  imported without its possible_answer file is checked for a call only;
 - multi_turn_miss_param accuracy: correct when the reply at the miss-param turn has no call. The importer cuts
   each conversation at that turn, so the verdict's first assistant turn is the one judged.
 """
@@ -37,6 +41,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from evals.statistics import wilson_interval
+from toolprior.actions import BFCL_CATEGORIES
 
 DIGITS = 4
 WHEN2CALL_LABELS: tuple[str, ...] = ("tool_call", "request_for_info", "cannot_answer", "direct")
@@ -48,7 +53,7 @@ ACTION_TO_WHEN2CALL: dict[str, str] = {
     "escalate": "cannot_answer",
     "answer_directly": "direct",
 }
-BFCL_GROUPS: tuple[str, ...] = ("bfcl_irrelevance", "bfcl_live_relevance", "bfcl_multi_turn_miss_param")
+BFCL_GROUPS: tuple[str, ...] = tuple(f"bfcl_{category}" for category in BFCL_CATEGORIES)
 
 Pair = tuple[Any, Any]  # (case, verdict): a toolprior Case (or anything with id/category/tools/meta) and a Verdict
 
@@ -137,7 +142,10 @@ def when2call_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
 
 
 def _binary(pairs: Iterable[Pair], want_call: bool) -> dict[str, Any]:
-    results = [has_call(v) == want_call for _, v in pairs]
+    return _accuracy([has_call(v) == want_call for _, v in pairs])
+
+
+def _accuracy(results: list[bool]) -> dict[str, Any]:
     n, k = len(results), sum(results)
     return {
         "n": n,
@@ -162,11 +170,28 @@ def bfcl_miss_param_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
     return _binary(pairs, want_call=False)
 
 
-_BFCL_FUNCS = {
-    "bfcl_irrelevance": bfcl_irrelevance_metrics,
-    "bfcl_live_relevance": bfcl_relevance_metrics,
-    "bfcl_multi_turn_miss_param": bfcl_miss_param_metrics,
-}
+def bfcl_calls_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
+    """BFCL AST accuracy: correct when the reply holds calls that match the case's allowed calls (only a call is
+    required of a case imported without ground truth)."""
+    from evals.verdicts import calls_match_allowed
+
+    results = []
+    for case, verdict in pairs:
+        matched = calls_match_allowed(case, list(verdict.tool_calls or ()))
+        results.append(has_call(verdict) and matched is not False)
+    return _accuracy(results)
+
+
+def _bfcl_funcs() -> dict[str, Any]:
+    from toolprior.importers.bfcl import ANY_CALL, CALLS, KINDS, MISS_PARAM, NO_CALL
+
+    by_kind = {
+        NO_CALL: bfcl_irrelevance_metrics,
+        ANY_CALL: bfcl_relevance_metrics,
+        CALLS: bfcl_calls_metrics,
+        MISS_PARAM: bfcl_miss_param_metrics,
+    }
+    return {f"bfcl_{category}": by_kind[kind] for category, kind in KINDS.items()}
 
 
 def external_group(case: Any) -> str | None:
@@ -204,7 +229,7 @@ def external_metrics(cases: Iterable[Any], verdicts: Iterable[Any]) -> dict[str,
         if group not in groups:
             continue
         pairs = groups[group]
-        result = when2call_metrics(pairs) if group == "when2call" else _BFCL_FUNCS[group](pairs)
+        result = when2call_metrics(pairs) if group == "when2call" else _bfcl_funcs()[group](pairs)
         result["missing"] = missing[group]
         out[group] = result
     return out

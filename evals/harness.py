@@ -189,6 +189,9 @@ def _evaluate_here(
     for conv in conversations:
         assert conv.first is not None
         meta: dict[str, Any] = {"turns": sum(1 for t in conv.transcript if t["role"] == "assistant")}
+        case_meta = conv.case.meta if isinstance(conv.case.meta, dict) else {}
+        if "ambiguity" in case_meta:  # scores split clarify by the kind of ambiguity (evals.scoring)
+            meta["ambiguity"] = case_meta["ambiguity"]
         if config.max_turns > 1:
             meta["loop"] = conv.loop
             if conv.followed_through is not None:

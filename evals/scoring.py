@@ -17,6 +17,11 @@
   against gold calls (`tool_name_ok` not None), the share with the right tool names / with both the right names
   and the right arguments. None when none.
 - `unparsed_rate`: the share of verdicts with no parseable action; `splits`: the sorted splits present.
+- `clarify_by_ambiguity`: the clarify cases by `meta.ambiguity` (implicit: two matching entities in the system
+  context; explicit: the user's words are ambiguous; missing_param; ...): {kind: {n, acc, ci95, top_wrong,
+  top_wrong_rate}}, the case study's "an explicit cue is asked about, an implicit one loses to the tool call".
+- `think_says_clarify`: among verdicts whose think argues for clarify, {n, called_tool}: how many then called a tool
+  anyway (the case study's 73 of 77).
 
 Accuracies use `Verdict.correct` (the action is acceptable; tools are scored apart, above). Intervals are Wilson 95%.
 Floats are rounded to 4 decimals. Key order is deterministic: actions in ACTION_NAMES order, categories in
@@ -35,6 +40,7 @@ from toolprior.actions import ACTION_NAMES, CATEGORIES, EXTERNAL_CATEGORIES, SPL
 
 DIGITS = 4
 CALL_TOOL = "call_tool"
+CLARIFY = "clarify"
 
 
 def _r(x: float | None) -> float | None:
@@ -61,6 +67,19 @@ def _acc_block(vs: Sequence[Verdict]) -> dict[str, Any]:
     return {"n": n, "acc": _r(k / n) if n else None, "ci95": [_r(lo), _r(hi)]}
 
 
+def _failure_block(group: Sequence[Verdict]) -> dict[str, Any]:
+    """n, acc, ci95 of a group of verdicts of one expected action, with its most common wrong prediction."""
+    block = _acc_block(group)
+    wrong = Counter(v.predicted_label for v in group if not v.correct)
+    top = None
+    if wrong:
+        order = _label_order(wrong)
+        top = max(order, key=lambda lab: (wrong[lab], -order.index(lab)))
+    block["top_wrong"] = top
+    block["top_wrong_rate"] = _r(wrong[top] / len(group)) if top is not None else None
+    return block
+
+
 def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
     """The scores of one method's verdicts (see the module docstring)."""
     vs = list(verdicts)
@@ -75,20 +94,17 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
     confusion: dict[str, dict[str, int]] = {}
     for action in _ordered(by_action, ACTION_NAMES):
         group = by_action[action]
-        block = _acc_block(group)
-        wrong = Counter(v.predicted_label for v in group if not v.correct)
-        top = None
-        if wrong:
-            order = _label_order(wrong)
-            top = max(order, key=lambda lab: (wrong[lab], -order.index(lab)))
-        block["top_wrong"] = top
-        block["top_wrong_rate"] = _r(wrong[top] / len(group)) if top is not None else None
-        per_action[action] = block
+        per_action[action] = _failure_block(group)
         counts = Counter(v.predicted_label for v in group)
         confusion[action] = {lab: counts[lab] for lab in _label_order(counts)}
 
     category_order = (*CATEGORIES, *EXTERNAL_CATEGORIES)
     per_category = {c: _acc_block(by_category[c]) for c in _ordered(by_category, category_order)}
+
+    by_ambiguity: dict[str, list[Verdict]] = {}
+    for v in by_action.get(CLARIFY, []):
+        by_ambiguity.setdefault(str(v.meta.get("ambiguity", "unknown")), []).append(v)
+    says_clarify = [v for v in vs if v.think_argues == CLARIFY]
 
     argued = [v for v in vs if v.think_argues is not None and v.think_argues != CALL_TOOL]
     mismatch = sum(1 for v in argued if v.predicted == CALL_TOOL) / len(argued) if argued else None
@@ -110,6 +126,11 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
         "tool_accuracy": _r(tool_acc),
         "unparsed_rate": _r(sum(1 for v in vs if v.predicted is None) / n) if n else None,
         "splits": sorted({v.split for v in vs}),
+        "clarify_by_ambiguity": {k: _failure_block(by_ambiguity[k]) for k in sorted(by_ambiguity)},
+        "think_says_clarify": {
+            "n": len(says_clarify),
+            "called_tool": sum(1 for v in says_clarify if v.predicted == CALL_TOOL),
+        },
     }
 
 

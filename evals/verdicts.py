@@ -18,8 +18,16 @@
     (`5 == 5.0`, and a numeric string equals the number it spells: `"5" == 5`); booleans are not numbers
     (`True != 1`); lists compare element by element in order; objects compare key by key recursively, with the
     same keys on both sides; null equals null only.
+- A case imported with a benchmark's ground truth of ALLOWED values (`meta.allowed_calls`: BFCL's possible_answer,
+  a list of {"name", "arguments": {param: [allowed values]}}) is checked against it instead of a gold turn, by
+  BFCL's AST rules: the calls pair one-to-one with the allowed calls (any order), each pair with the same name;
+  every argument's value is one of its allowed values, a parameter may be left out only where "" is allowed, and
+  an argument the ground truth does not list fails. Allowed values compare as above, except that strings compare
+  as BFCL standardises them (case, spaces and the punctuation `,./-_*^` ignored) and an allowed object is itself a
+  mapping of keys to allowed values (BFCL's nested dicts), a list of such objects element by element.
 - `tool_name_ok` and `arguments_ok` are None when there is nothing to check: the expected action is not call_tool,
-  the prediction is not call_tool, or the case has no gold tool calls (imported cases: only the action is checked).
+  the prediction is not call_tool, or the case has neither gold tool calls nor allowed calls (e.g. When2Call, BFCL
+  relevance: only the action is checked).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -154,10 +163,14 @@ def judge(case: Case, parsed: Any) -> tuple[bool, bool | None, bool | None]:
     acceptable = {a.value for a in case.acceptable_actions}
     action_ok = action is not None and action in acceptable
     gold_calls = case.gold.tool_calls if case.gold is not None else ()
-    checks = case.expected_action is Action.CALL_TOOL and action == Action.CALL_TOOL.value and len(gold_calls) > 0
-    if not checks:
+    allowed = allowed_calls(case)
+    checks = case.expected_action is Action.CALL_TOOL and action == Action.CALL_TOOL.value
+    if not checks or not (gold_calls or allowed):
         return action_ok, None, None
     calls = list(parsed.tool_calls)
+    if allowed:
+        name_ok = {c.name for c in calls} == {a.name for a in allowed}
+        return action_ok, name_ok, _pair_up(calls, allowed, _allowed_call_matches)
     name_ok = {c.name for c in calls} == {g.name for g in gold_calls}
     args_ok = _calls_match(calls, list(gold_calls), case.tools)
     # The call-tool prior is about WHETHER to call (the decision-point logit gap); which tool and which values
@@ -224,16 +237,21 @@ def _call_matches(call: ToolCall, gold: ToolCall, tools: Sequence[ToolSpec]) -> 
 
 
 def _calls_match(calls: list[ToolCall], gold: list[ToolCall], tools: Sequence[ToolSpec]) -> bool:
-    """True when `calls` and `gold` pair one-to-one with matching calls (backtracking; lists are short)."""
-    if len(calls) != len(gold):
+    """True when `calls` and `gold` pair one-to-one with matching calls."""
+    return _pair_up(calls, gold, lambda c, g: _call_matches(c, g, tools))
+
+
+def _pair_up(calls: Sequence[Any], wanted: Sequence[Any], matches: Any) -> bool:
+    """True when `calls` and `wanted` pair one-to-one with `matches(call, want)` (backtracking; lists are short)."""
+    if len(calls) != len(wanted):
         return False
     used = [False] * len(calls)
 
     def assign(i: int) -> bool:
-        if i == len(gold):
+        if i == len(wanted):
             return True
         for j, c in enumerate(calls):
-            if not used[j] and _call_matches(c, gold[i], tools):
+            if not used[j] and matches(c, wanted[i]):
                 used[j] = True
                 if assign(i + 1):
                     return True
@@ -241,6 +259,86 @@ def _calls_match(calls: list[ToolCall], gold: list[ToolCall], tools: Sequence[To
         return False
 
     return assign(0)
+
+
+# ---------------------------------------------------------------------------------------------- allowed values
+
+
+@dataclass(frozen=True)
+class AllowedCall:
+    """One call of a ground truth given as allowed values: the function, and per parameter every value that is
+    right ("" among them: the parameter may be left out)."""
+
+    name: str
+    arguments: dict[str, list[Any]]
+
+
+def allowed_calls(case: Case) -> list[AllowedCall] | None:
+    """The case's ground truth of allowed values (`meta.allowed_calls`), or None when it has none."""
+    raw = case.meta.get("allowed_calls") if isinstance(case.meta, Mapping) else None
+    if not isinstance(raw, list) or not raw:
+        return None
+    out = []
+    for call in raw:
+        if not isinstance(call, Mapping) or not isinstance(call.get("name"), str):
+            return None
+        arguments = call.get("arguments") or {}
+        if not isinstance(arguments, Mapping) or not all(isinstance(v, list) for v in arguments.values()):
+            return None
+        out.append(AllowedCall(call["name"], {str(k): list(v) for k, v in arguments.items()}))
+    return out
+
+
+def calls_match_allowed(case: Case, calls: Sequence[ToolCall | Mapping[str, Any]]) -> bool | None:
+    """Whether `calls` (ToolCalls or {"name", "arguments"} dicts, as a Verdict keeps them) match the case's allowed
+    calls; None when the case has none."""
+    allowed = allowed_calls(case)
+    if allowed is None:
+        return None
+    made = [
+        c if isinstance(c, ToolCall) else ToolCall(str(c.get("name")), dict(c.get("arguments") or {})) for c in calls
+    ]
+    return _pair_up(made, allowed, _allowed_call_matches)
+
+
+_BFCL_PUNCTUATION = re.compile(r"[ ,./\-_*^]")
+
+
+def _bfcl_text(value: str) -> str:
+    """A string as BFCL compares it: lower case, without spaces and the punctuation `,./-_*^`."""
+    return _BFCL_PUNCTUATION.sub("", value).lower()
+
+
+def _allowed_call_matches(call: ToolCall, want: AllowedCall) -> bool:
+    if call.name != want.name or not isinstance(call.arguments, Mapping):
+        return False
+    if set(call.arguments) - set(want.arguments):  # BFCL: a parameter the ground truth does not list is wrong
+        return False
+    return _allowed_mapping(call.arguments, want.arguments)
+
+
+def _allowed_mapping(got: Mapping[str, Any], want: Mapping[str, list[Any]]) -> bool:
+    """Every key of `want` either left out where "" is allowed, or given one of its allowed values."""
+    for key, options in want.items():
+        if key not in got:
+            if "" not in options:
+                return False
+        elif not any(_allowed_value(got[key], option) for option in options if option != ""):
+            return False
+    return True
+
+
+def _allowed_value(got: Any, want: Any) -> bool:
+    if isinstance(want, dict):  # BFCL's nested ground truth: each key maps to its own allowed values
+        if not isinstance(got, dict) or set(got) - set(want):
+            return False
+        nested = {k: (v if isinstance(v, list) else [v]) for k, v in want.items()}
+        return _allowed_mapping(got, nested)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(got) == len(want) and all(_allowed_value(g, w) for g, w in zip(got, want, strict=True))
+    if isinstance(want, str) and isinstance(got, str):
+        return _bfcl_text(got) == _bfcl_text(want)
+    return values_match(got, want)
 
 
 def _as_number(value: Any) -> float | None:

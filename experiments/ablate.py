@@ -143,10 +143,7 @@ class Ablation:
             from toolprior.config import load_config
             from training.sft import train_sft
 
-            overrides = [
-                f"output_dir={folder / 'sft'}", f"model.base={c.base}", f"model.quantize={c.quantize}",
-                f"data.dir={data}", f"training.seed={seed}", *sft_overrides,
-            ]  # fmt: skip
+            overrides = [*c.sft_overrides(folder, data, seed), *sft_overrides]
             result = train_sft(load_config(SFTRunConfig, c.sft_config, overrides=overrides))
             return {"train_s": round(result.train_seconds, 2), "steps": result.steps}
 

@@ -9,9 +9,20 @@ benchmark the arm trains on (bench.train_mix). `grid` adds one arm per combinati
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from experiments.study_config import DataSettings, EvalSettings
+from experiments.study_config import (
+    QUANTIZE,
+    SPLITS,
+    STEERING_POSITIONS,
+    DataSettings,
+    EvalSettings,
+    check_layers,
+    override_origins,
+    refuse_held_out,
+)
+from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check
 
 
 @dataclass
@@ -19,31 +30,111 @@ class SteeringGrid:
     """Optional steering axis: per run, a mean-difference vector from the train split at the decision point,
     scored at each layer x alpha on `split` (mine by default: a grid of settings is a choice, never made on eval)."""
 
-    layers: list[int] = field(default_factory=list)
+    layers: list[int] = field(default_factory=list, metadata=check(ge=0))
     alphas: list[float] = field(default_factory=list)
-    split: str = "mine"
-    max_cases: int | None = 200
-    apply_positions: str = "from_decision"
+    split: str = field(default="mine", metadata=check(choices=SPLITS))
+    max_cases: int | None = field(default=200, metadata=check(ge=1))
+    apply_positions: str = field(default="from_decision", metadata=check(choices=STEERING_POSITIONS))
+
+    def check_config(self, ctx: CheckContext) -> None:
+        refuse_held_out(ctx, "split", self.split, "a layer x alpha grid is a choice, never made on scored cases")
 
 
 @dataclass
 class AblationConfig:
     """Arms x seeds of base + QLoRA SFT, each scored on `split` of one shared benchmark."""
 
-    name: str = "ablation"
-    out_dir: str = "runs/ablate"
-    base: str = "organism"
-    quantize: str = "nf4"
-    sft_config: str = "experiments/configs/sft_organism.yaml"
+    name: str = field(default="ablation", metadata=check(nonempty=True))
+    out_dir: str = field(default="runs/ablate", metadata=check(nonempty=True))
+    base: str = field(default="organism", metadata=check(path=MODEL_PATH))
+    quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
+    sft_config: str = field(default="experiments/configs/sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     question: str = ""
     # overrides every arm shares, applied before the arm's own (e.g. a shorter run for a quick look)
     sft_set: list[str] = field(default_factory=list)
     # the first arm is the reference every other arm is compared with
     arms: dict[str, list[str]] = field(default_factory=lambda: {"recipe": []})
     grid: dict[str, list[Any]] = field(default_factory=dict)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    split: str = "eval"
-    max_cases: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=check(nonempty=True))
+    split: str = field(default="eval", metadata=check(choices=SPLITS))
+    max_cases: int | None = field(default=None, metadata=check(ge=1))
     data: DataSettings = field(default_factory=DataSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     steering: SteeringGrid = field(default_factory=SteeringGrid)
+
+    def sft_overrides(self, folder: Path, data: Path, seed: int) -> list[str]:
+        """What the ablation sets in the SFT config of one unit (before `sft_set` and the arm's overrides)."""
+        return [
+            f"output_dir={folder / 'sft'}",
+            f"model.base={self.base}",
+            f"model.quantize={self.quantize}",
+            f"data.dir={data}",
+            f"training.seed={seed}",
+        ]
+
+    def check_config(self, ctx: CheckContext) -> None:
+        """Every arm (the listed ones and the grid's) as the units will use it: its `bench.KEY=VALUE` settings on
+        the benchmark, and the SFT config with `sft_set` and the arm's other overrides, loaded now."""
+        import dataclasses
+
+        from toolprior.config import load_config, to_plain
+        from toolprior.errors import InputError
+        from training.sft import SFTRunConfig
+
+        check_layers(ctx, "steering.layers", self.steering.layers, self.base)
+        for key, values in self.grid.items():
+            if not values:
+                ctx.problem(f"grid.{key}", "must list at least one value")
+        if not self.arms and not any(self.grid.values()):
+            ctx.problem("arms", "no arms: give `arms` or `grid`")
+            return
+        if not (ctx.accepted("sft_config") and ctx.accepted("sft_set") and ctx.accepted("data")):
+            return
+        shared = override_origins(ctx, "sft_set", len(self.sft_set), 0)
+        known_bench = {f.name for f in dataclasses.fields(DataSettings)}
+        for overrides, origins in self._arms_with_origins(ctx):
+            sft: list[str] = []
+            sft_origins: list[Origin] = []
+            bench: list[str] = []
+            bench_origins: list[Origin] = []
+            for item, origin in zip(overrides, origins, strict=True):
+                if isinstance(item, str) and item.startswith("bench."):
+                    key = item.removeprefix("bench.").partition("=")[0].strip().split(".")[0]
+                    if key not in known_bench:
+                        known_names = ", ".join(sorted(known_bench))
+                        ctx.extend(
+                            [origin.problem("bench", f"unknown benchmark setting {key!r} (known: {known_names})")]
+                        )
+                        continue
+                    bench.append(item.removeprefix("bench."))
+                    bench_origins.append(origin)
+                else:
+                    sft.append(item)
+                    sft_origins.append(origin)
+            loads = (
+                (DataSettings, None, bench, bench_origins, to_plain(self.data)),
+                (SFTRunConfig, self.sft_config, [*self.sft_set, *sft], [*shared, *sft_origins], None),
+            )
+            for cls, path, items, where, defaults in loads:
+                try:
+                    load_config(cls, path, items, defaults, origins=where)
+                except InputError as err:
+                    ctx.extend(err.problems)
+
+    def _arms_with_origins(self, ctx: CheckContext) -> list[tuple[list[Any], list[Origin]]]:
+        """Each arm's overrides (experiments.ablate.arms: the listed arms, then the grid's) with where each one was
+        written: `arms.<name>[i]`, or `grid.<key>` for an override the grid made."""
+        from experiments.ablate import arms
+
+        out = []
+        for name, items in arms(self).items():
+            if name in self.arms:
+                out.append((items, override_origins(ctx, f"arms.{name}", len(items), 0)))
+                continue
+            origins = []
+            for item in items:
+                key = f"grid.{item.partition('=')[0]}"
+                o = ctx.origin(key)
+                origins.append(Origin(o.file, o.line, ctx.dotted(key)))
+            out.append((items, origins))
+        return out

@@ -28,7 +28,7 @@ class Study:
 
     def __init__(self, config: StudyConfig, progress: bool = True):
         self.config = config
-        self.run = Path(config.out_dir) / config.name
+        self.run = config.run_dir
         self.run.mkdir(parents=True, exist_ok=True)
         self.progress = progress
         self.stages = StageRunner(self.run)
@@ -110,13 +110,7 @@ class Study:
         from toolprior.config import load_config
         from training.sft import SFTRunConfig, train_sft
 
-        overrides = [
-            f"output_dir={self.sft_dir}",
-            f"model.base={self.config.base}",
-            f"model.quantize={self.config.quantize}",
-            f"data.dir={self.data_dir}",
-            *self.config.sft_set,
-        ]
+        overrides = [*self.config.sft_overrides(), *self.config.sft_set]
         result = train_sft(load_config(SFTRunConfig, self.config.sft_config, overrides=overrides))
         return {
             "train_s": round(result.train_seconds, 2),
@@ -301,14 +295,7 @@ class Study:
             "dpo": (DPORunConfig, train_dpo, self.config.dpo_config, self.config.dpo_set),
             "adv_sft": (AdvSFTRunConfig, train_adv_sft, self.config.adv_sft_config, self.config.adv_sft_set),
         }[method]
-        overrides = [
-            f"output_dir={self.run / method}",
-            f"model.base={self.config.base}",
-            f"model.adapter={self.sft_dir / 'adapter'}",
-            f"data.pairs_file={self.run / 'pairs.jsonl'}",
-            f"data.eval_files=[{self.data_dir / 'eval.jsonl'}, {self.data_dir / 'eval_novel.jsonl'}]",
-            *extra,
-        ]
+        overrides = [*self.config.pair_overrides(method), *extra]
         result = train(load_config(config_class, path, overrides=overrides))
         return {"train_s": round(result.train_seconds, 2), "steps": result.steps, "pairs": result.pairs}
 

@@ -1,9 +1,119 @@
-"""The configuration of a whole study (`toolprior study CONFIG`), filled from YAML by toolprior.config."""
+"""The configuration of a whole study (`toolprior study CONFIG`), filled from YAML by toolprior.config.
+
+Everything a study will need is checked when the config is loaded (toolprior.config), before the first stage
+writes anything: each field's type and declared constraints, and `StudyConfig.check_config`, which also loads the
+SFT / SimPO / DPO / adversarial-SFT configs the study will train with, with the study's own overrides on top.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, known
+
+QUANTIZE = known("toolprior.modeling", "QUANTIZE")
+SPLITS = known("toolprior.actions", "SPLITS")
+POSITION_RULES = known("probes.positions", "POSITION_RULES")
+STEERING_METHODS = known("steering.compute", "METHODS")
+STEERING_SOURCES = known("steering.compute", "SOURCES")
+STEERING_POSITIONS = known("steering.apply", "POSITIONS")
+
+# The methods a study can score besides the SFT agent itself (see experiments.study.run_study).
+STUDY_METHODS: tuple[str, ...] = (
+    "sft",
+    "guardrail",
+    "steering",
+    "conditional_steering",
+    "steering_random",
+    "simpo",
+    "simpo_steering",
+    "dpo",
+    "adv_sft",
+)
+
+
+def calibration_target_rule(value: Any) -> str | None:
+    """A conditional-steering threshold target probes.fit.calibrate_threshold accepts."""
+    from probes.fit import parse_calibration_target
+
+    try:
+        parse_calibration_target(value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def decoder_layer_count(base: str) -> int | None:
+    """How many decoder layers the model `base` has, read from its config.json (no weights); None when that
+    cannot be known before the model is prepared (smollm2 not yet converted, a folder without a config)."""
+    try:
+        if base == "organism":
+            from toolprior.organism import organism_base_path
+
+            folder = organism_base_path()
+        elif base == "smollm2":
+            from toolprior.model_source import prepared_folder
+
+            folder = prepared_folder()
+        else:
+            folder = Path(base)
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except Exception:  # a missing or unreadable config is the model loader's to report, when it loads the model
+        return None
+    for section in (config, config.get("text_config") or {}):
+        count = section.get("num_hidden_layers") if isinstance(section, dict) else None
+        if isinstance(count, int) and not isinstance(count, bool):
+            return count
+    return None
+
+
+def check_layers(ctx: CheckContext, field_name: str, layers: list[int] | None, base: str) -> None:
+    """Each of `layers` must be a decoder layer of `base`, when its layer count can be read."""
+    count = decoder_layer_count(base) if layers else None
+    if count is None:
+        return
+    for i, layer in enumerate(layers or []):
+        if layer >= count:
+            ctx.problem(f"{field_name}[{i}]", f"layer {layer} is outside the model ({base} has layers 0-{count - 1})")
+
+
+def refuse_held_out(ctx: CheckContext, field_name: str, split: str, why: str) -> None:
+    from toolprior.actions import HELD_OUT_SPLITS
+
+    if split in HELD_OUT_SPLITS:
+        ctx.problem(field_name, f"{split!r} is held out: {why}")
+
+
+def override_origins(ctx: CheckContext, field_name: str, count: int, internal: int) -> list[Origin]:
+    """Where each override of a sub-config was written: `internal` set by the study itself, then the config's own
+    list `field_name` (each entry named `field_name[i]`, at its line). Paths in them stay relative to the current
+    directory, as when the stage applies them."""
+    here = ctx.origin(field_name)
+    mine = Origin(here.file, here.line, f"{ctx.dotted(field_name)} (set by the study)")
+    out = [mine] * internal
+    for i in range(count):
+        o = ctx.origin(f"{field_name}[{i}]")
+        out.append(Origin(o.file, o.line, ctx.dotted(f"{field_name}[{i}]")))
+    return out
+
+
+def check_sub_config(
+    ctx: CheckContext, cls: Any, path: str, internal: list[str], field_name: str, extra: list[str]
+) -> None:
+    """Load the config `path` of class `cls` with `internal` then `extra` overrides, as the stage will, and keep
+    its problems (files the study writes itself are not required yet)."""
+    from toolprior.config import load_config
+    from toolprior.errors import InputError
+
+    try:
+        load_config(
+            cls, path, [*internal, *extra], origins=override_origins(ctx, field_name, len(extra), len(internal))
+        )
+    except InputError as err:
+        ctx.extend(err.problems)
 
 
 @dataclass
@@ -11,11 +121,11 @@ class DataSettings:
     """The benchmark the study generates (see training.benchmark.BenchmarkConfig)."""
 
     seed: int = 7
-    train_size: int = 2000
-    val_size: int = 200
-    mine_size: int = 400
-    eval_per_category: int = 30
-    eval_novel_per_category: int = 10
+    train_size: int = field(default=2000, metadata=check(ge=1))
+    val_size: int = field(default=200, metadata=check(ge=1))
+    mine_size: int = field(default=400, metadata=check(ge=1))
+    eval_per_category: int = field(default=30, metadata=check(ge=1))
+    eval_novel_per_category: int = field(default=10, metadata=check(ge=1))
     train_mix: str | None = None
 
     def benchmark_config(self) -> Any:
@@ -31,14 +141,24 @@ class DataSettings:
         )
         return bench.replace(train_mix=parse_mix(self.train_mix)) if self.train_mix else bench
 
+    def check_config(self, ctx: CheckContext) -> None:
+        """The generator's own rules (the action mix's syntax and shares), named at `train_mix`."""
+        from toolprior.errors import InputError
+
+        try:
+            self.benchmark_config()
+        except InputError as err:
+            for p in err.problems:
+                ctx.problem("train_mix" if self.train_mix else "", p.message)
+
 
 @dataclass
 class EvalSettings:
     """How every method is scored (single-turn decisions unless max_turns > 1)."""
 
-    max_new_tokens: int = 128
-    batch_size: int = 48
-    max_turns: int = 1
+    max_new_tokens: int = field(default=128, metadata=check(ge=1))
+    batch_size: int = field(default=48, metadata=check(ge=1))
+    max_turns: int = field(default=1, metadata=check(ge=1))
 
 
 @dataclass
@@ -46,33 +166,37 @@ class ProbeSettings:
     """Probe experiment on the train split (never eval): decision-position layer curve with controls."""
 
     enabled: bool = True
-    position: str = "decision"
-    max_cases: int = 600
-    patching_pairs: int = 24
+    position: str = field(default="decision", metadata=check(choices=POSITION_RULES))
+    max_cases: int = field(default=600, metadata=check(ge=1))
+    patching_pairs: int = field(default=24, metadata=check(ge=1))
 
 
 @dataclass
 class SteeringSettings:
     """Vector computed on `source_split`, layer x alpha chosen on `mine` (never eval), then scored once on eval."""
 
-    method: str = "mean_diff"
-    source: str = "classes"
-    position: str = "decision"
-    source_split: str = "train"
-    layers: list[int] | None = None
+    method: str = field(default="mean_diff", metadata=check(choices=STEERING_METHODS))
+    source: str = field(default="classes", metadata=check(choices=STEERING_SOURCES))
+    position: str = field(default="decision", metadata=check(choices=POSITION_RULES))
+    source_split: str = field(default="train", metadata=check(choices=SPLITS))
+    layers: list[int] | None = field(default=None, metadata=check(ge=0, nonempty=True))
     # sweep only the probe's best layer and this many layers on each side (None: `layers`, else every layer)
-    layers_around_probe: int | None = None
+    layers_around_probe: int | None = field(default=None, metadata=check(ge=0))
     # compute the vector from a seeded sample of this many source cases (None: all of them)
-    source_cases: int | None = None
+    source_cases: int | None = field(default=None, metadata=check(ge=1))
     # in units of the vector: alpha 1 moves an activation by one clarify-minus-call_tool mean difference, which is
     # already the size of the whole class gap (the organism's vectors are 27-43 long at blocks 1-5); larger alphas
     # only break the output
-    alphas: list[float] = field(default_factory=lambda: [-1.0, 0.5, 1.0, 2.0, 3.0])
-    apply_positions: str = "from_decision"
-    min_call_tool: float | None = None
-    mine_cases: int | None = None
-    random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    conditional_target: str = "balanced"
+    alphas: list[float] = field(default_factory=lambda: [-1.0, 0.5, 1.0, 2.0, 3.0], metadata=check(nonempty=True))
+    apply_positions: str = field(default="from_decision", metadata=check(choices=STEERING_POSITIONS))
+    min_call_tool: float | None = field(default=None, metadata=check(ge=0, le=1))
+    mine_cases: int | None = field(default=None, metadata=check(ge=1))
+    # the first seed draws the random-direction control every method is compared with
+    random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=check(nonempty=True))
+    conditional_target: str = field(default="balanced", metadata=check(rule=calibration_target_rule))
+
+    def check_config(self, ctx: CheckContext) -> None:
+        refuse_held_out(ctx, "source_split", self.source_split, "the vector is never computed on scored cases")
 
 
 @dataclass
@@ -80,33 +204,76 @@ class StudyConfig:
     """One study: data -> SFT -> eval -> probe -> steering (chosen on mine) -> pairs -> SimPO -> every method on
     the same eval and eval_novel ids -> report."""
 
-    name: str = "demo"
-    out_dir: str = "runs"
-    base: str = "organism"
-    sft_config: str = "experiments/configs/sft_organism.yaml"
+    name: str = field(default="demo", metadata=check(nonempty=True))
+    out_dir: str = field(default="runs", metadata=check(nonempty=True))
+    base: str = field(default="organism", metadata=check(path=MODEL_PATH))
+    sft_config: str = field(default="experiments/configs/sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     sft_set: list[str] = field(default_factory=list)
-    simpo_config: str = "experiments/configs/simpo_organism.yaml"
+    simpo_config: str = field(default="experiments/configs/simpo_organism.yaml", metadata=check(path=CONFIG_PATH))
     simpo_set: list[str] = field(default_factory=list)
     # baselines on the same pairs (issue 7): does the preference loss matter?
-    dpo_config: str = "experiments/configs/dpo_organism.yaml"
+    dpo_config: str = field(default="experiments/configs/dpo_organism.yaml", metadata=check(path=CONFIG_PATH))
     dpo_set: list[str] = field(default_factory=list)
-    adv_sft_config: str = "experiments/configs/adv_sft_organism.yaml"
+    adv_sft_config: str = field(default="experiments/configs/adv_sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     adv_sft_set: list[str] = field(default_factory=list)
-    quantize: str = "nf4"
+    quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
     data: DataSettings = field(default_factory=DataSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     steering: SteeringSettings = field(default_factory=SteeringSettings)
-    methods: list[str] = field(
-        default_factory=lambda: [
-            "sft",
-            "guardrail",
-            "steering",
-            "conditional_steering",
-            "steering_random",
-            "simpo",
-            "simpo_steering",
-            "dpo",
-            "adv_sft",
+    methods: list[str] = field(default_factory=lambda: list(STUDY_METHODS), metadata=check(choices=STUDY_METHODS))
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def sft_overrides(self) -> list[str]:
+        """What the study sets in the SFT config (before `sft_set`): its run folder, base, quantisation and data."""
+        run = self.run_dir
+        return [
+            f"output_dir={run / 'sft'}",
+            f"model.base={self.base}",
+            f"model.quantize={self.quantize}",
+            f"data.dir={run / 'data'}",
         ]
-    )
+
+    def pair_overrides(self, method: str) -> list[str]:
+        """What the study sets in a pair-training config (before its `*_set`): run folder, base, the SFT adapter,
+        the mined pairs and the held-out files the leak check reads."""
+        run = self.run_dir
+        return [
+            f"output_dir={run / method}",
+            f"model.base={self.base}",
+            f"model.adapter={run / 'sft' / 'adapter'}",
+            f"data.pairs_file={run / 'pairs.jsonl'}",
+            f"data.eval_files=[{run / 'data' / 'eval.jsonl'}, {run / 'data' / 'eval_novel.jsonl'}]",
+        ]
+
+    def trained_configs(self) -> list[tuple[str, str, str, str]]:
+        """(method, config field, overrides field, config class as module:Name) of every training the methods
+        need, in the order the study runs them."""
+        wanted = set(self.methods)
+        out = [("sft", "sft_config", "sft_set", "training.sft:SFTRunConfig")]
+        if wanted & {"simpo", "simpo_steering"}:
+            out.append(("simpo", "simpo_config", "simpo_set", "training.simpo:SimPORunConfig"))
+        if "dpo" in wanted:
+            out.append(("dpo", "dpo_config", "dpo_set", "training.simpo:DPORunConfig"))
+        if "adv_sft" in wanted:
+            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.simpo:AdvSFTRunConfig"))
+        return out
+
+    def check_config(self, ctx: CheckContext) -> None:
+        """Rules across sections: the steering layers inside the model, and every training config the study will
+        load, loaded now with the study's overrides."""
+        import importlib
+
+        if "/" in self.name or self.name in (".", ".."):
+            ctx.problem("name", f"must be a plain folder name, got {self.name!r}")
+        check_layers(ctx, "steering.layers", self.steering.layers, self.base)
+        for method, path_field, set_field, where in self.trained_configs():
+            if not (ctx.accepted(path_field) and ctx.accepted(set_field)):
+                continue
+            module, _, name = where.partition(":")
+            cls = getattr(importlib.import_module(module), name)
+            internal = self.sft_overrides() if method == "sft" else self.pair_overrides(method)
+            check_sub_config(ctx, cls, getattr(self, path_field), internal, set_field, getattr(self, set_field))

@@ -37,67 +37,97 @@ from typing import Any
 
 from toolprior.actions import HELD_OUT_SPLITS, SPLITS
 from toolprior.atomic import atomic_write_text
+from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, check, check_instance, known
 from toolprior.errors import InputError, Problem
 
 BASELINES: tuple[str, ...] = ("auto", "base", "random", "none")
 RANDOM_BASELINE_SEED = 104_729
 
+POSITIONS = known("probes.positions", "POSITION_RULES")
+
+
+def _c_rule(value: Any) -> str | None:
+    """probes.C: a positive number, or 'cv' (chosen by cross-validation)."""
+    if isinstance(value, str):
+        return None if value == "cv" else f"expected a positive number or 'cv', got {value!r}"
+    return None if value > 0 else f"must be > 0, got {value}"
+
 
 @dataclass
 class ModelSection:
-    path: str = "organism"
-    adapter: str | None = None
-    base: str | None = None  # a separate base-model folder for the baseline (else: adapter off, or random init)
-    quantize: str = "none"
-    dtype: str = "float32"
+    path: str = field(default="organism", metadata=check(path=MODEL_PATH))
+    adapter: str | None = field(default=None, metadata=check(path=INPUT_PATH))
+    # a separate base-model folder for the baseline (else: adapter off, or random init)
+    base: str | None = field(default=None, metadata=check(path=MODEL_PATH))
+    quantize: str = field(default="none", metadata=check(choices=known("toolprior.modeling", "QUANTIZE")))
+    dtype: str = field(default="float32", metadata=check(choices=known("toolprior.modeling", "DTYPES")))
     device: str | None = None
     trust_remote_code: bool = False
 
 
 @dataclass
 class DataSection:
-    cases: list[str] = field(default_factory=lambda: ["runs/data/train.jsonl"])
-    splits: list[str] = field(default_factory=lambda: ["train"])
-    max_cases: int | None = None
+    cases: list[str] = field(
+        default_factory=lambda: ["runs/data/train.jsonl"], metadata=check(path=INPUT_PATH, nonempty=True)
+    )
+    splits: list[str] = field(default_factory=lambda: ["train"], metadata=check(choices=SPLITS, nonempty=True))
+    max_cases: int | None = field(default=None, metadata=check(ge=1))
+
+    def check_config(self, ctx: CheckContext) -> None:
+        for i, split in enumerate(self.splits):
+            if split in HELD_OUT_SPLITS:
+                ctx.problem(
+                    f"splits[{i}]",
+                    f"{split!r} is held out: probes are never fitted on eval cases (use train, val or mine)",
+                )
 
 
 @dataclass
 class CaptureSection:
-    positions: list[str] = field(default_factory=lambda: ["decision"])
-    hooks: list[str] = field(default_factory=lambda: ["resid_post"])
-    backend: str = "hooks"
-    batch_size: int = 16
+    positions: list[str] = field(default_factory=lambda: ["decision"], metadata=check(choices=POSITIONS, nonempty=True))
+    hooks: list[str] = field(
+        default_factory=lambda: ["resid_post"],
+        metadata=check(choices=known("probes.hook_points", "HOOK_KINDS"), nonempty=True),
+    )
+    backend: str = field(default="hooks", metadata=check(choices=known("probes.capture", "BACKENDS")))
+    batch_size: int = field(default=16, metadata=check(ge=1))
     save_activations: bool = False
-    store_dtype: str = "float16"
+    store_dtype: str = field(default="float16", metadata=check(choices=known("probes.store", "STORE_DTYPES")))
 
 
 @dataclass
 class ProbeSection:
-    tasks: list[str] = field(default_factory=lambda: ["clarify_vs_call_tool", "five_way"])
-    methods: list[str] = field(default_factory=lambda: ["logreg", "mass_mean"])
-    folds: int = 5
-    C: float | str = 0.1
-    permutations: int = 1
+    tasks: list[str] = field(
+        default_factory=lambda: ["clarify_vs_call_tool", "five_way"],
+        metadata=check(choices=known("probes.fit", "TASKS"), nonempty=True),
+    )
+    methods: list[str] = field(
+        default_factory=lambda: ["logreg", "mass_mean"],
+        metadata=check(choices=known("probes.fit", "METHODS"), nonempty=True),
+    )
+    folds: int = field(default=5, metadata=check(ge=2))
+    C: float | str = field(default=0.1, metadata=check(rule=_c_rule))
+    permutations: int = field(default=1, metadata=check(ge=0))
     seed: int = 0
-    baseline: str = "auto"
+    baseline: str = field(default="auto", metadata=check(choices=BASELINES))
 
 
 @dataclass
 class LensSection:
     enabled: bool = True
-    position: str = "decision"
+    position: str = field(default="decision", metadata=check(choices=POSITIONS))
 
 
 @dataclass
 class PatchingSection:
     enabled: bool = True
-    position: str = "prompt_end"
+    position: str = field(default="prompt_end", metadata=check(choices=known("probes.patching", "PATCH_POSITIONS")))
     think: str = ""
-    k: int = 12
-    max_pairs: int = 32
+    k: int = field(default=12, metadata=check(ge=1))
+    max_pairs: int = field(default=32, metadata=check(ge=1))
     heads: bool = True
     attribution: bool = True
-    batch_size: int = 8
+    batch_size: int = field(default=8, metadata=check(ge=1))
 
 
 @dataclass
@@ -120,62 +150,20 @@ class ProbeExperimentConfig:
     patching: PatchingSection = field(default_factory=PatchingSection)
     report: ReportSection = field(default_factory=ReportSection)
 
+    def check_config(self, ctx: CheckContext) -> None:
+        """The reported probe must be one the experiment fits."""
+        for name, value, among, where in (
+            ("report.position", self.report.position, self.capture.positions, "capture.positions"),
+            ("report.task", self.report.task, self.probes.tasks, "probes.tasks"),
+            ("report.method", self.report.method, self.probes.methods, "probes.methods"),
+        ):
+            if value not in among:
+                ctx.problem(name, f"{value!r} is not among {where}")
+
 
 def validate_config(config: ProbeExperimentConfig, file: str = "<config>") -> None:
-    """InputError naming each bad setting (before anything is loaded)."""
-    from probes.capture import BACKENDS
-    from probes.fit import METHODS, TASKS
-    from probes.hook_points import HOOK_KINDS
-    from probes.patching import PATCH_POSITIONS
-    from probes.positions import POSITION_RULES
-
-    problems: list[Problem] = []
-
-    def bad(where: str, message: str) -> None:
-        problems.append(Problem(file, None, where, message))
-
-    for split in config.data.splits:
-        if split in HELD_OUT_SPLITS:
-            bad("data.splits", f"{split!r} is held out: probes are never fitted on eval cases (use train, val or mine)")
-        elif split not in SPLITS:
-            bad("data.splits", f"unknown split {split!r}; expected some of {', '.join(SPLITS)}")
-    if not config.data.cases:
-        bad("data.cases", "no case files")
-    for name, values, known in (
-        ("capture.positions", config.capture.positions, POSITION_RULES),
-        ("capture.hooks", config.capture.hooks, HOOK_KINDS),
-        ("probes.tasks", config.probes.tasks, TASKS),
-        ("probes.methods", config.probes.methods, METHODS),
-    ):
-        if not values:
-            bad(name, "empty list")
-        for v in values:
-            if v not in known:
-                bad(name, f"unknown value {v!r}; expected some of {', '.join(known)}")
-    if config.capture.backend not in BACKENDS:
-        bad("capture.backend", f"unknown backend {config.capture.backend!r}; expected one of {', '.join(BACKENDS)}")
-    if config.probes.baseline not in BASELINES:
-        bad("probes.baseline", f"unknown baseline {config.probes.baseline!r}; expected one of {', '.join(BASELINES)}")
-    if isinstance(config.probes.C, str) and config.probes.C != "cv":
-        bad("probes.C", f"expected a positive number or 'cv', got {config.probes.C!r}")
-    if not isinstance(config.probes.C, str) and config.probes.C <= 0:
-        bad("probes.C", "must be > 0")
-    if config.probes.folds < 2:
-        bad("probes.folds", "must be >= 2")
-    if config.patching.position not in PATCH_POSITIONS:
-        bad("patching.position", f"expected one of {', '.join(PATCH_POSITIONS)}")
-    if config.patching.k < 1:
-        bad("patching.k", "must be >= 1")
-    if config.lens.position not in POSITION_RULES:
-        bad("lens.position", f"expected one of {', '.join(POSITION_RULES)}")
-    if config.report.position not in config.capture.positions:
-        bad("report.position", f"{config.report.position!r} is not among capture.positions")
-    if config.report.task not in config.probes.tasks:
-        bad("report.task", f"{config.report.task!r} is not among probes.tasks")
-    if config.report.method not in config.probes.methods:
-        bad("report.method", f"{config.report.method!r} is not among probes.methods")
-    if problems:
-        raise InputError(problems)
+    """InputError naming each bad setting of a config built in code (a loaded one was checked by load_config)."""
+    check_instance(config, file)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -397,17 +397,25 @@ def calibrate_threshold(
     fpr, tpr, thresholds = roc_curve(t, s, drop_intermediate=False)
     finite = np.isfinite(thresholds)
     fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
-    if target == "balanced":
+    wanted = parse_calibration_target(target)
+    if wanted is None:
         return float(thresholds[int(np.argmax(tpr - fpr))])
-    if target.startswith("recall@"):
+    hits = np.nonzero(tpr >= wanted - 1e-12)[0]
+    return float(thresholds[hits[0]])  # thresholds descend: the first hit is the highest threshold
+
+
+def parse_calibration_target(target: str) -> float | None:
+    """`"balanced"` -> None, `"recall@0.9"` -> 0.9; ValueError for anything else (configs check it up front)."""
+    if target == "balanced":
+        return None
+    if isinstance(target, str) and target.startswith("recall@"):
         try:
             wanted = float(target.split("@", 1)[1])
         except ValueError:
             raise ValueError(f"bad calibration target {target!r}; expected e.g. 'recall@0.9'") from None
         if not 0 < wanted <= 1:
             raise ValueError(f"recall target must be in (0, 1], got {wanted}")
-        hits = np.nonzero(tpr >= wanted - 1e-12)[0]
-        return float(thresholds[hits[0]])  # thresholds descend: the first hit is the highest threshold
+        return wanted
     raise ValueError(f"unknown calibration target {target!r}; expected 'balanced' or 'recall@R'")
 
 

@@ -104,9 +104,13 @@ def taught_model(tiny_tokenizer):
 
 
 def test_single_turn_scores_the_decision(taught_model, tiny_tokenizer):
-    cases = [make_case("a", "verify SHP-1030", Action.CALL_TOOL), make_case("b", "check the shipment", Action.CLARIFY)]
+    cases = [
+        make_case("a", "verify SHP-1030", Action.CALL_TOOL),
+        make_case("b", "check the shipment", Action.CLARIFY, meta={"ambiguity": "implicit"}),
+    ]
     verdicts = evaluate(taught_model, tiny_tokenizer, cases, config=HarnessConfig(max_new_tokens=96), progress=False)
     assert [v.predicted for v in verdicts] == ["call_tool", "clarify"]
+    assert "ambiguity" not in verdicts[0].meta and verdicts[1].meta["ambiguity"] == "implicit"  # scored by kind
     assert all(v.correct for v in verdicts), [(v.output, v.problems) for v in verdicts]
     assert all(v.turns == [] for v in verdicts)
 

@@ -25,11 +25,21 @@ REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = Path(__file__).resolve().parents[2] / "shared" / "external"
 WHEN2CALL = EXTERNAL / "when2call" / "when2call_test_llm_judge.jsonl"
 BFCL = EXTERNAL / "bfcl"
+# Every BFCL file kept in ../shared/external/bfcl: records, and the action each maps to.
 BFCL_FILES = {
     "BFCL_v4_irrelevance.json": 240,
     "BFCL_v4_live_relevance.json": 16,
     "BFCL_v4_multi_turn_miss_param.json": 200,
+    "BFCL_v4_simple_python.json": 400,
+    "BFCL_v4_multiple.json": 200,
+    "BFCL_v4_parallel.json": 200,
+    "BFCL_v4_parallel_multiple.json": 200,
+    "BFCL_v4_live_simple.json": 258,
+    "BFCL_v4_live_multiple.json": 1053,
+    "BFCL_v4_live_parallel.json": 16,
+    "BFCL_v4_live_parallel_multiple.json": 24,
 }
+BFCL_ACTIONS = {"irrelevance": Action.ANSWER_DIRECTLY, "multi_turn_miss_param": Action.CLARIFY}
 NOT_CALLING = {a for a in ACTIONS if a is not Action.CALL_TOOL}
 BFCL_TYPE_NAMES = {"dict", "float", "tuple", "any", "int", "str", "list", "bool", "double"}
 
@@ -133,8 +143,170 @@ def test_bfcl_files_import_one_case_per_record(name: str, tmp_path: Path) -> Non
     cases = import_file("bfcl", path)
     assert len(cases) == len(records) == BFCL_FILES[name]
     assert [c.id for c in cases] == [f"bfcl_{r['id']}" for r in records]
-    _check_common(cases, cases[0].category)
+    category = name.removeprefix("BFCL_v4_").removesuffix(".json")
+    _check_common(cases, f"bfcl_{category}")
+    assert {c.expected_action for c in cases} == {BFCL_ACTIONS.get(category, Action.CALL_TOOL)}
+    if (BFCL / "possible_answer" / name).is_file():  # the call categories: ground truth for every case
+        truth = {r["id"]: r["ground_truth"] for r in _lines(BFCL / "possible_answer" / name)}
+        for case, record in zip(cases, records, strict=True):
+            assert case.meta["arguments_checked"] is True
+            want = [{"name": n, "arguments": a} for call in truth[record["id"]] for n, a in call.items()]
+            assert case.meta["allowed_calls"] == want
     _round_trip(cases, tmp_path, name + "l")
+
+
+@needs_external
+def test_every_bfcl_file_imports_and_validates_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from toolprior.cli import main
+
+    outputs = []
+    for name in BFCL_FILES:
+        out = tmp_path / (name.removesuffix(".json") + ".jsonl")
+        assert main(["data", "import", "bfcl", str(BFCL / name), "--out", str(out)]) == 0, capsys.readouterr().err
+        outputs.append(str(out))
+    assert main(["data", "validate", *outputs]) == 0
+    assert f"ok: {sum(BFCL_FILES.values())} cases in {len(BFCL_FILES)} file(s)" in capsys.readouterr().out
+
+
+@needs_external
+@pytest.mark.parametrize("name", ["BFCL_v4_parallel.json", "BFCL_v4_live_relevance.json"])
+def test_a_renamed_bfcl_file_imports_the_same(name: str, tmp_path: Path) -> None:
+    original = import_bfcl(BFCL / name)
+    renamed = tmp_path / "my_benchmark_copy.jsonl"
+    shutil.copy(BFCL / name, renamed)
+    if (BFCL / "possible_answer" / name).is_file():
+        # no answer file of the same name: the one in possible_answer/ whose ids match is found
+        (tmp_path / "possible_answer").mkdir()
+        shutil.copy(BFCL / "possible_answer" / name, tmp_path / "possible_answer" / "answers.json")
+    assert [c.to_dict() for c in import_bfcl(renamed)] == [c.to_dict() for c in original]
+
+
+@needs_external
+def test_a_call_file_without_its_answers_checks_the_action_only(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    shutil.copy(BFCL / "BFCL_v4_multiple.json", path)
+    cases = import_bfcl(path)
+    assert all(c.meta["arguments_checked"] is False and "allowed_calls" not in c.meta for c in cases)
+    with_answers = import_bfcl(path, answers=BFCL / "possible_answer" / "BFCL_v4_multiple.json")
+    assert all(c.meta["arguments_checked"] is True for c in with_answers)
+
+
+def _parsed(*calls: tuple[str, dict[str, Any]]) -> Any:
+    from types import SimpleNamespace
+
+    from toolprior.cases import ToolCall
+
+    made = [ToolCall(name, args) for name, args in calls]
+    return SimpleNamespace(action=Action.CALL_TOOL, tool_calls=made, think=None, problems=[], raw="")
+
+
+# Hand-checked against the records (read from the files):
+# simple_python_0: calculate_triangle_area(base=[10], height=[5], unit=["units", ""]);
+# parallel_0: spotify.play(artist=["Taylor Swift"], duration=[20]) and spotify.play(artist=["Maroon 5"], duration=[15]);
+# live_multiple_0-0-0: ChaDri.change_drink(drink_id=["latte"], new_preferences=[{size: ["large"], milk_type:
+#   ["coconut"], sweetness_level: ["extra"], temperature: ["hot"], special_instructions: ["served boiling hot",
+#   "serve boiling hot", "boiling hot", "served 'boiling hot'"]}]).
+HAND_CHECKED: list[tuple[str, str, list[tuple[str, dict[str, Any]]], bool]] = [
+    ("BFCL_v4_simple_python.json", "simple_python_0", [("calculate_triangle_area", {"base": 10, "height": 5})], True),
+    (
+        "BFCL_v4_simple_python.json",
+        "simple_python_0",
+        [("calculate_triangle_area", {"base": 10, "height": 5, "unit": "units"})],
+        True,
+    ),
+    (
+        "BFCL_v4_simple_python.json",
+        "simple_python_0",
+        [("calculate_triangle_area", {"base": 10, "height": 5, "unit": "cm"})],
+        False,
+    ),
+    ("BFCL_v4_simple_python.json", "simple_python_0", [("calculate_triangle_area", {"base": 10})], False),
+    (
+        "BFCL_v4_simple_python.json",
+        "simple_python_0",
+        [("calculate_triangle_area", {"base": 10, "height": 5, "colour": "red"})],
+        False,
+    ),
+    (
+        "BFCL_v4_parallel.json",
+        "parallel_0",
+        [
+            ("spotify.play", {"artist": "Maroon 5", "duration": 15}),
+            ("spotify.play", {"artist": "taylor swift", "duration": 20}),
+        ],
+        True,
+    ),
+    ("BFCL_v4_parallel.json", "parallel_0", [("spotify.play", {"artist": "Taylor Swift", "duration": 20})], False),
+    (
+        "BFCL_v4_parallel.json",
+        "parallel_0",
+        [
+            ("spotify.play", {"artist": "Taylor Swift", "duration": 15}),
+            ("spotify.play", {"artist": "Maroon 5", "duration": 20}),
+        ],
+        False,
+    ),
+    (
+        "BFCL_v4_live_multiple.json",
+        "live_multiple_0-0-0",
+        [
+            (
+                "ChaDri.change_drink",
+                {
+                    "drink_id": "latte",
+                    "new_preferences": {
+                        "size": "large",
+                        "milk_type": "coconut",
+                        "sweetness_level": "extra",
+                        "temperature": "hot",
+                        "special_instructions": "boiling hot",
+                    },
+                },
+            )
+        ],
+        True,
+    ),
+    (
+        "BFCL_v4_live_multiple.json",
+        "live_multiple_0-0-0",
+        [
+            (
+                "ChaDri.change_drink",
+                {
+                    "drink_id": "latte",
+                    "new_preferences": {"size": "large", "milk_type": "coconut", "temperature": "hot"},
+                },
+            )
+        ],
+        False,
+    ),
+    ("BFCL_v4_live_multiple.json", "live_multiple_0-0-0", [("ChaFod", {"foodItem": "latte"})], False),
+]
+
+
+@needs_external
+@pytest.mark.parametrize(("name", "rid", "calls", "right"), HAND_CHECKED)
+def test_bfcl_calls_are_scored_against_every_allowed_value(
+    name: str, rid: str, calls: list[tuple[str, dict[str, Any]]], right: bool
+) -> None:
+    from evals.external_metrics import external_metrics
+    from evals.verdicts import judge, verdict_for
+
+    case = next(c for c in import_bfcl(BFCL / name) if c.id == f"bfcl_{rid}")
+    parsed = _parsed(*calls)
+    correct, name_ok, args_ok = judge(case, parsed)
+    assert correct  # the decision (call a tool) is right either way; the calls are scored apart
+    assert args_ok is right
+    assert name_ok is ({c[0] for c in calls} == {a["name"] for a in case.meta["allowed_calls"]})
+    metrics = external_metrics([case], [verdict_for(case, parsed)])
+    assert metrics[case.category]["accuracy"] == (1.0 if right else 0.0)
+
+
+def test_bfcl_live_irrelevance_maps_like_irrelevance(tmp_path: Path) -> None:
+    path = _write(tmp_path / "anything.jsonl", [_bfcl_record("live_irrelevance_0-0-0")])
+    (case,) = import_bfcl(path)
+    assert case.category == "bfcl_live_irrelevance" and case.expected_action is Action.ANSWER_DIRECTLY
+    assert set(case.acceptable) == NOT_CALLING
 
 
 @needs_external
@@ -374,10 +546,16 @@ def _bfcl_record(rid: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_bfcl_unsupported_or_mixed_files_are_input_errors(tmp_path: Path) -> None:
-    live_irrelevance = _write(tmp_path / "BFCL_v4_live_irrelevance.json", [_bfcl_record("live_irrelevance_0-0-0")])
-    with pytest.raises(InputError, match="not a supported BFCL file") as err:
-        import_bfcl(live_irrelevance)
-    assert err.value.problems[0].line == 1
+    base = _write(tmp_path / "BFCL_v4_simple_python.json", [_bfcl_record("multi_turn_base_0")])
+    with pytest.raises(InputError, match="maps to none of the five actions: every turn's ground truth") as err:
+        import_bfcl(base)
+    assert [(p.line, p.field) for p in err.value.problems] == [(1, "id")]
+    unknown = _write(tmp_path / "x.json", [_bfcl_record("telepathy_0")])
+    with pytest.raises(InputError, match="unknown category 'telepathy'"):
+        import_bfcl(unknown)
+    not_bfcl = _write(tmp_path / "y.json", [{"uuid": "1", "question": "x"}])
+    with pytest.raises(InputError, match="not a BFCL v4 file"):
+        import_bfcl(not_bfcl)
     mixed = _write(tmp_path / "data.json", [_bfcl_record("irrelevance_0"), _bfcl_record("live_relevance_1-1-0")])
     with pytest.raises(InputError) as err:
         import_bfcl(mixed)

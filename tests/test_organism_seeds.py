@@ -30,4 +30,4 @@ def test_render_reports_mean_and_spread_per_mix():
     assert "0.950 ± 0.071" in realistic and "0.050 ± 0.071" in realistic  # call_tool, clarify
     assert "call_tool 95%" in realistic and "0.300 ± 0.141" in realistic  # clarify -> call_tool; tool names
     assert "0.600 ± 0.141" in balanced and "call_tool 60%" in balanced
-    assert "split: eval" in text and "seed 1" in text
+    assert "splits: eval + eval_novel, held out" in text and "seed 1" in text

@@ -127,7 +127,10 @@ def test_runner_end_to_end_writes_the_report_block_and_plots(agent, tmp_path):
 
 
 def test_runner_refuses_held_out_splits(agent, tmp_path):
-    config = load_config(ProbeExperimentConfig, None, overrides(agent, "data.splits=[train, eval]"))
+    with pytest.raises(InputError, match=r"data\.splits\[1\]: 'eval' is held out"):
+        load_config(ProbeExperimentConfig, None, overrides(agent, "data.splits=[train, eval]"))
+    config = load_config(ProbeExperimentConfig, None, overrides(agent))
+    config.data.splits = ["train", "eval"]  # a config built in code is checked again by the runner
     with pytest.raises(InputError, match="held out"):
         run_probe_experiment(config, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
@@ -135,11 +138,12 @@ def test_runner_refuses_held_out_splits(agent, tmp_path):
 
 def test_probe_command_reports_bad_settings_in_one_line(agent, tmp_path, capsys):
     config = tmp_path / "probe.yaml"
-    config.write_text(f"model:\n  path: {agent / 'model'}\nprobes:\n  taskz: [five_way]\n")
+    cases = agent / "data" / "train.jsonl"
+    config.write_text(f"model:\n  path: {agent / 'model'}\ndata:\n  cases: [{cases}]\nprobes:\n  taskz: [five_way]\n")
     assert main(["probe", str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{config}:4" in err[0] and "probes.taskz" in err[0]
-    config.write_text("data:\n  splits: [eval]\n")
+    assert len(err) == 1 and f"{config}:6" in err[0] and "probes.taskz" in err[0]
+    config.write_text(f"data:\n  cases: [{cases}]\n  splits: [eval]\n")
     assert main(["probe", str(config), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.splits" in err[0]

@@ -343,3 +343,25 @@ def test_plots_write_pngs(tmp_path: Path):
     ]
     for out in outs:
         assert_png(Path(out))
+
+
+def test_clarify_by_ambiguity_and_think_says_clarify_by_hand():
+    vs = [
+        V("clarify", "clarify", True, "clarification_loop", meta={"ambiguity": "explicit"}, think_argues="clarify"),
+        V("clarify", "clarify", True, "clarification_loop", meta={"ambiguity": "explicit"}),
+        V("clarify", "call_tool", False, "clarification_loop", meta={"ambiguity": "explicit"}),
+        V("clarify", "call_tool", False, "clarification_loop", meta={"ambiguity": "implicit"}, think_argues="clarify"),
+        V("clarify", "call_tool", False, "clarification_loop", meta={"ambiguity": "implicit"}, think_argues="clarify"),
+        V("clarify", "answer_directly", False, "clarification_loop", meta={"ambiguity": "implicit"}),
+        V("clarify", "clarify", True, "clarification_loop", meta={"ambiguity": "implicit"}),
+        V("call_tool", "call_tool", True, "multi_step_chaining", think_argues="clarify"),
+    ]
+    s = score(vs)
+    assert s["clarify_by_ambiguity"] == {
+        "explicit": {"n": 3, "acc": 0.6667, "ci95": wilson_by_hand(2, 3), "top_wrong": "call_tool",
+                     "top_wrong_rate": 0.3333},
+        "implicit": {"n": 4, "acc": 0.25, "ci95": wilson_by_hand(1, 4), "top_wrong": "call_tool",
+                     "top_wrong_rate": 0.5},
+    }  # fmt: skip
+    # the think argued for clarify 4 times; the action called a tool in 3 of them
+    assert s["think_says_clarify"] == {"n": 4, "called_tool": 3}

@@ -51,13 +51,27 @@ CATEGORIES: tuple[str, ...] = (
     "tool_chain_trajectories",
 )
 
-# Categories of cases imported from external benchmarks; they are scored by those benchmarks' own rules.
-EXTERNAL_CATEGORIES: tuple[str, ...] = (
-    "when2call",
-    "bfcl_irrelevance",
-    "bfcl_live_relevance",
-    "bfcl_multi_turn_miss_param",
+# BFCL v4 categories the importer understands (toolprior.importers.bfcl maps each to the five actions); a case
+# from one has category `bfcl_<category>`.
+BFCL_CATEGORIES: tuple[str, ...] = (
+    "irrelevance",
+    "live_irrelevance",
+    "live_relevance",
+    "simple_python",
+    "simple_java",
+    "simple_javascript",
+    "multiple",
+    "parallel",
+    "parallel_multiple",
+    "live_simple",
+    "live_multiple",
+    "live_parallel",
+    "live_parallel_multiple",
+    "multi_turn_miss_param",
 )
+
+# Categories of cases imported from external benchmarks; they are scored by those benchmarks' own rules.
+EXTERNAL_CATEGORIES: tuple[str, ...] = ("when2call", *(f"bfcl_{c}" for c in BFCL_CATEGORIES))
 
 SPLITS: tuple[str, ...] = ("train", "val", "mine", "eval", "eval_novel")
 HELD_OUT_SPLITS: tuple[str, ...] = ("eval", "eval_novel")

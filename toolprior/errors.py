@@ -16,7 +16,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        text = f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        # One problem is one line, even when a name or a quoted value holds a line break.
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class InputError(Exception):

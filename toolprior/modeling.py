@@ -19,6 +19,8 @@ from torch import nn
 from toolprior.errors import InputError, Problem
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# How a base model's weights can be loaded: as they are, or 4-bit NF4 with double quantisation (QLoRA).
+QUANTIZE: tuple[str, ...] = ("none", "nf4")
 
 
 def parse_dtype(name: str) -> torch.dtype:
@@ -111,8 +113,8 @@ def load_model(
         storage = parse_dtype(quant_storage) if quant_storage else None
         kwargs["quantization_config"] = nf4_config(compute_dtype=torch_dtype, quant_storage=storage)
         kwargs["device_map"] = {"": device}
-    elif quantize != "none":
-        raise InputError(f"unknown quantize {quantize!r}; expected none or nf4")
+    elif quantize not in QUANTIZE:
+        raise InputError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZE)}")
     loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantize == "none":
         loaded = loaded.to(device)

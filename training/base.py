@@ -27,35 +27,40 @@ from typing import Any
 import torch
 
 from toolprior.cases import Case
+from toolprior.config import check, known
+
+# The decoder architectures the tiny base can be built as (model_config).
+BASE_ARCHS: tuple[str, ...] = ("qwen3", "llama")
 
 
 @dataclass(frozen=True)
 class BaseConfig:
     """Shape and schedule of the tiny base (1.4M parameters). The defaults take about 2.5 minutes on 2 CPU cores."""
 
-    arch: str = "qwen3"
-    vocab_size: int = 2048
-    hidden_size: int = 128
-    num_layers: int = 6
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    head_dim: int = 32
-    intermediate_size: int = 384
-    max_position_embeddings: int = 2048
-    seq_len: int = 512
-    batch_size: int = 2
-    learning_rate: float = 5e-3
-    warmup_ratio: float = 0.05
-    decay_ratio: float = 0.2  # warmup-stable-decay: the last 20% of steps decay linearly to zero
-    weight_decay: float = 0.01
-    max_steps: int = 600
-    corpus_cases: int = 2500
+    arch: str = field(default="qwen3", metadata=check(choices=BASE_ARCHS))
+    vocab_size: int = field(default=2048, metadata=check(ge=1))
+    hidden_size: int = field(default=128, metadata=check(ge=1))
+    num_layers: int = field(default=6, metadata=check(ge=1))
+    num_heads: int = field(default=4, metadata=check(ge=1))
+    num_kv_heads: int = field(default=2, metadata=check(ge=1))
+    head_dim: int = field(default=32, metadata=check(ge=1))
+    intermediate_size: int = field(default=384, metadata=check(ge=1))
+    max_position_embeddings: int = field(default=2048, metadata=check(ge=1))
+    seq_len: int = field(default=512, metadata=check(ge=1))
+    batch_size: int = field(default=2, metadata=check(ge=1))
+    learning_rate: float = field(default=5e-3, metadata=check(gt=0))
+    warmup_ratio: float = field(default=0.05, metadata=check(ge=0, le=1))
+    # warmup-stable-decay: the last 20% of steps decay linearly to zero
+    decay_ratio: float = field(default=0.2, metadata=check(ge=0, le=1))
+    weight_decay: float = field(default=0.01, metadata=check(ge=0))
+    max_steps: int = field(default=600, metadata=check(ge=1))
+    corpus_cases: int = field(default=2500, metadata=check(ge=1))
     corpus_seed: int = 1009
     # Agent transcripts in the corpus, drawn with a BALANCED action mix (off by default, see the module docstring).
     transcripts: bool = False
     transcript_mix: str = "call_tool=20,answer_directly=20,escalate=20,clarify=20,refuse=20"
     seed: int = 0
-    save_dtype: str = "bfloat16"
+    save_dtype: str = field(default="bfloat16", metadata=check(choices=known("toolprior.modeling", "DTYPES")))
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> BaseConfig:
@@ -87,7 +92,7 @@ def model_config(config: BaseConfig, tokenizer: Any) -> Any:
         return Qwen3Config(**common)
     if config.arch == "llama":
         return LlamaConfig(**common)
-    raise ValueError(f"unknown base arch {config.arch!r}; expected qwen3 or llama")
+    raise ValueError(f"unknown base arch {config.arch!r}; expected one of {', '.join(BASE_ARCHS)}")
 
 
 def _tool_prose(tool: dict[str, Any]) -> str:

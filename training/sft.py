@@ -198,7 +198,9 @@ def lora_config(section: LoraSection, tokenizer: Any = None) -> Any:
     token_ids = trainable_token_ids(section, tokenizer) if tokenizer is not None else None
     extra: dict[str, Any] = {}
     if token_ids:
-        extra = {"trainable_token_indices": token_ids, "ensure_weight_tying": True}
+        extra = {"trainable_token_indices": token_ids}
+        if "ensure_weight_tying" in LoraConfig.__dataclass_fields__:  # newer PEFT; older ones tie trainable tokens
+            extra["ensure_weight_tying"] = True
     return LoraConfig(
         r=section.r,
         lora_alpha=section.alpha,

@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.atomic import atomic_write_text
-from toolprior.config import dump_yaml
+from toolprior.config import INPUT_PATH, MODEL_PATH, check, dump_yaml, known
+from toolprior.config_checks import max_steps_rule
 from toolprior.errors import InputError, Problem
 from training.pairs import Pair
 from training.sft import TrainingSection as SFTTrainingSection
@@ -62,10 +63,10 @@ from training.sft import TrainingSection as SFTTrainingSection
 class PreferenceModelSection:
     """The agent to continue from: `base` (organism or a local model folder) with the SFT `adapter` on top."""
 
-    base: str = "organism"
-    adapter: str = "runs/sft_organism/adapter"
-    quantize: str = "nf4"
-    dtype: str = "float32"
+    base: str = field(default="organism", metadata=check(path=MODEL_PATH))
+    adapter: str = field(default="runs/sft_organism/adapter", metadata=check(path=INPUT_PATH))
+    quantize: str = field(default="nf4", metadata=check(choices=known("toolprior.modeling", "QUANTIZE")))
+    dtype: str = field(default="float32", metadata=check(choices=known("toolprior.modeling", "DTYPES")))
     trust_remote_code: bool = False
     device: str | None = None
 
@@ -75,9 +76,9 @@ class PairsDataSection:
     """`pairs_file` from `toolprior pairs`; `eval_files` are held-out case files checked again before training (no
     pair may be on one of their cases or on a twin of one); `max_pairs` keeps the first N."""
 
-    pairs_file: str = "runs/pairs.jsonl"
-    eval_files: list[str] = field(default_factory=list)
-    max_pairs: int | None = None
+    pairs_file: str = field(default="runs/pairs.jsonl", metadata=check(path=INPUT_PATH))
+    eval_files: list[str] = field(default_factory=list, metadata=check(path=INPUT_PATH))
+    max_pairs: int | None = field(default=None, metadata=check(ge=1))
 
 
 @dataclass
@@ -85,17 +86,17 @@ class SimPOSection:
     """beta: SimPO's reward scale. gamma_beta_ratio: the target margin as a ratio to beta (the SimPO paper's tuned
     quantity); TRL's absolute `simpo_gamma` = gamma_beta_ratio * beta."""
 
-    beta: float = 1.0
-    gamma_beta_ratio: float = 0.3
-    label_smoothing: float = 0.0
+    beta: float = field(default=1.0, metadata=check(gt=0))
+    gamma_beta_ratio: float = field(default=0.3, metadata=check(ge=0))
+    label_smoothing: float = field(default=0.0, metadata=check(ge=0, lt=0.5))
 
 
 @dataclass
 class DPOSection:
     """beta: DPO's KL strength against the reference (the SFT agent); loss_type: one of TRL's DPO losses."""
 
-    beta: float = 0.1
-    loss_type: str = "sigmoid"
+    beta: float = field(default=0.1, metadata=check(gt=0))
+    loss_type: str = field(default="sigmoid", metadata=check(nonempty=True))
 
 
 @dataclass
@@ -103,19 +104,19 @@ class PreferenceTrainingSection:
     """The TrainingArguments a preference run usually sets (defaults: the case study's SimPO run); anything else of
     TRL's CPOConfig / DPOConfig goes under `extra`."""
 
-    learning_rate: float = 5e-7
+    learning_rate: float = field(default=5e-7, metadata=check(gt=0))
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.1
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 4
-    num_train_epochs: float = 2.0
-    max_steps: int = -1
-    max_length: int = 1024
-    max_grad_norm: float = 0.5
-    weight_decay: float = 0.0
-    logging_steps: int = 10
-    save_steps: int = 50
-    save_total_limit: int = 2
+    warmup_ratio: float = field(default=0.1, metadata=check(ge=0, le=1))
+    per_device_train_batch_size: int = field(default=2, metadata=check(ge=1))
+    gradient_accumulation_steps: int = field(default=4, metadata=check(ge=1))
+    num_train_epochs: float = field(default=2.0, metadata=check(gt=0))
+    max_steps: int = field(default=-1, metadata=check(rule=max_steps_rule))
+    max_length: int = field(default=1024, metadata=check(ge=1))
+    max_grad_norm: float = field(default=0.5, metadata=check(ge=0))
+    weight_decay: float = field(default=0.0, metadata=check(ge=0))
+    logging_steps: int = field(default=10, metadata=check(ge=1))
+    save_steps: int = field(default=50, metadata=check(ge=1))
+    save_total_limit: int = field(default=2, metadata=check(ge=1))
     # None: on for CUDA (memory), off on CPU where recomputing activations doubles the time of a tiny model.
     gradient_checkpointing: bool | None = None
     seed: int = 0

@@ -24,7 +24,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
-    config = load_config(AblationConfig, args.config, overrides=overrides)
+    config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
     results = run_ablation(config)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'results.json'}, {run / 'table.md'} and {run / 'plots' / 'arms.png'}\n")

@@ -35,6 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("src", type=Path, help="the benchmark's own file")
     imp.add_argument("--out", required=True, type=Path, help="output cases JSONL")
     imp.add_argument("--split", default="eval", help="split written on every imported case (default eval)")
+    imp.add_argument(
+        "--answers",
+        type=Path,
+        default=None,
+        help="bfcl only: its possible_answer file (default: possible_answer/ beside SRC, matched by name or ids)",
+    )
     imp.set_defaults(func=_import)
 
     data.set_defaults(func=lambda args: data.print_help() or 0)
@@ -72,7 +78,8 @@ def _import(args: argparse.Namespace) -> int:
     from toolprior.case_io import write_cases
     from toolprior.importers import import_file
 
-    cases = import_file(args.source, args.src, split=args.split)
+    options = {"answers": args.answers} if args.answers is not None else {}
+    cases = import_file(args.source, args.src, split=args.split, **options)
     write_cases(args.out, cases)
     print(f"imported {len(cases)} cases from {args.src} into {args.out}")
     return 0

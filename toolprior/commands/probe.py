@@ -28,14 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _probe(args: argparse.Namespace) -> int:
     import json
 
-    from probes.experiment import ProbeExperimentConfig, run_probe_experiment, validate_config
+    from probes.experiment import ProbeExperimentConfig, run_probe_experiment
     from toolprior.config import load_config
 
     overrides = list(args.set)
     if args.out:
         overrides.append(f"output_dir={args.out}")
-    config = load_config(ProbeExperimentConfig, args.config, overrides=overrides)
-    validate_config(config, file=str(args.config))
+    config = load_config(ProbeExperimentConfig, args.config, overrides=overrides, check_files=True)
     summary = run_probe_experiment(config, progress=not args.quiet)
     block = summary.get("probe")
     if block is not None:

@@ -25,7 +25,7 @@ def _run(config_path: Path, overrides: list[str]) -> int:
     from toolprior.config import load_config
 
     _quiet_libraries()
-    config = load_config(StudyConfig, config_path, overrides=overrides)
+    config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
     report = run_study(config)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'report.json'} and {run / 'report.md'}")

@@ -204,7 +204,7 @@ def _train_sft(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     if args.force:
         overrides.append("force=true")
-    config = load_config(SFTRunConfig, args.config, overrides=overrides)
+    config = load_config(SFTRunConfig, args.config, overrides=overrides, check_files=True)
     result = train_sft(config)
     print(
         f"sft: {result.steps} steps in {result.train_seconds:.0f} s, train loss {result.train_loss}, "
@@ -221,7 +221,7 @@ def _train_preference(args: argparse.Namespace, config_name: str, run_name: str)
     overrides = list(args.set)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(getattr(simpo, config_name), args.config, overrides=overrides)
+    config = load_config(getattr(simpo, config_name), args.config, overrides=overrides, check_files=True)
     result = getattr(simpo, run_name)(config)
     print(
         f"{result.method}: {result.pairs} pairs, {result.steps} steps in {result.train_seconds:.0f} s, "
