@@ -92,26 +92,9 @@ def known(module: str, name: str) -> Known:
     return Known(module, name)
 
 
-# Constraints of dataclasses whose own module cannot carry them (toolprior.config_checks), by qualified name.
-EXTERNAL_CHECKS: dict[str, dict[str, Check]] = {}
-EXTERNAL_HOOKS: dict[str, Callable[[Any, CheckContext], None]] = {}
-
-
-def declare(qualname: str, hook: Callable[[Any, CheckContext], None] | None = None, **checks: Check) -> None:
-    """Constraints (and an optional `hook(instance, ctx)`) for the dataclass `module.QualName`."""
-    EXTERNAL_CHECKS.setdefault(qualname, {}).update(checks)
-    if hook is not None:
-        EXTERNAL_HOOKS[qualname] = hook
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _external(cls: type) -> tuple[dict[str, Check], Callable[[Any, CheckContext], None] | None]:
-    importlib.import_module("toolprior.config_checks")  # fills the tables once (then a sys.modules lookup)
-    name = _qualname(cls)
-    return EXTERNAL_CHECKS.get(name, {}), EXTERNAL_HOOKS.get(name)
+def max_steps_rule(value: Any) -> str | None:
+    """TrainingArguments' max_steps: -1 (train by epochs) or a positive step count."""
+    return None if value == -1 or value > 0 else f"must be -1 (train by epochs) or > 0, got {value}"
 
 
 # ------------------------------------------------------------------------------------------------ where things are
@@ -550,14 +533,13 @@ def _resolve_path(value: str, kind: str, field: str, ctx: CheckContext) -> str:
 
 
 def _field_checks(cls: type) -> tuple[dict[str, Check], Callable[[Any, CheckContext], None] | None]:
-    external, hook = _external(cls)
-    checks = dict(external)
+    checks: dict[str, Check] = {}
     for f in dataclasses.fields(cls):
         declared = f.metadata.get("check") if f.metadata else None
         if isinstance(declared, Check):
             checks[f.name] = declared
     own = getattr(cls, "check_config", None)  # the unbound method: own(instance, ctx)
-    return checks, (own if callable(own) else hook)
+    return checks, (own if callable(own) else None)
 
 
 def build_dataclass(
@@ -755,11 +737,11 @@ __all__ = [
     "build_dataclass",
     "check",
     "check_instance",
-    "declare",
     "deep_merge",
     "dump_yaml",
     "known",
     "load_config",
+    "max_steps_rule",
     "parse_overrides",
     "read_yaml",
     "shipped_configs_dir",

@@ -17,71 +17,98 @@ from typing import Any
 
 from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
-from toolprior.config import dump_yaml
+from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, check, dump_yaml, known, max_steps_rule
 from training.checkpoints import last_complete_checkpoint
+
+QUANTIZE = known("toolprior.modeling", "QUANTIZE")
+DTYPES = known("toolprior.modeling", "DTYPES")
+# What `lora.adapter_dtype` may be (see LoraSection): train_sft builds the PEFT model accordingly.
+ADAPTER_DTYPES: tuple[str, ...] = ("float32", "base")
+
+
+def trainable_tokens_rule(value: Any) -> str | None:
+    """`format` (the format's tags) or a list of tokens: a single string must be `format`."""
+    if isinstance(value, str) and value != "format":
+        return f"expected 'format' or a list of tokens, got {value!r}"
+    return None
 
 
 @dataclass
 class ModelSection:
-    base: str = "organism"
-    quantize: str = "nf4"
-    dtype: str = "float32"
+    base: str = field(default="organism", metadata=check(path=MODEL_PATH))
+    quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
+    dtype: str = field(default="float32", metadata=check(choices=DTYPES))
     trust_remote_code: bool = False
     device: str | None = None
-    quant_storage: str | None = None  # "bfloat16" for FSDP-QLoRA (see experiments/configs/accelerate_fsdp_qlora.yaml)
+    quant_storage: str | None = field(
+        default=None, metadata=check(choices=DTYPES)
+    )  # "bfloat16" for FSDP-QLoRA (see experiments/configs/accelerate_fsdp_qlora.yaml)
 
 
 @dataclass
 class LoraSection:
-    r: int = 32
-    alpha: int = 64
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
+    r: int = field(default=32, metadata=check(gt=0))
+    alpha: int = field(default=64, metadata=check(gt=0))
+    dropout: float = field(default=0.05, metadata=check(ge=0, lt=1))
+    target_modules: str | list[str] = field(default="all-linear", metadata=check(nonempty=True))
     exclude_modules: list[str] | None = None
     # Embedding rows trained besides LoRA (PEFT trainable tokens): "format" = the format's tags that the tokenizer
     # holds as added tokens (`toolprior.tokenizer.FORMAT_TOKENS`, new rows on a real base such as SmolLM2), or a
     # list of tokens. Tied input/output embeddings stay tied. Every other row is left as it is.
-    trainable_tokens: str | list[str] | None = None
+    trainable_tokens: str | list[str] | None = field(
+        default=None, metadata=check(rule=trainable_tokens_rule, whole=True, nonempty=True)
+    )
     # "float32": PEFT's default (adapters upcast to fp32 over a bf16 base). "base": adapters in the base model's
     # dtype, as TRL does for QLoRA; on CPU a bf16 base with bf16 adapters trains 1.4x faster (README, the organism).
-    adapter_dtype: str = "float32"
+    adapter_dtype: str = field(default="float32", metadata=check(choices=ADAPTER_DTYPES))
 
 
 @dataclass
 class DataSection:
     dir: str = "runs/data"
-    train_file: str | None = None
-    val_file: str | None = None
-    max_train_cases: int | None = None
+    train_file: str | None = field(default=None, metadata=check(path=INPUT_PATH))
+    val_file: str | None = field(default=None, metadata=check(path=INPUT_PATH))
+    max_train_cases: int | None = field(default=None, metadata=check(ge=1))
     # The validation loss only drives early stopping and checkpoint choice; a slice of val is enough for that.
-    max_val_cases: int | None = None
+    max_val_cases: int | None = field(default=None, metadata=check(ge=1))
     # The case study's multi-turn arc: a clarify case that has a follow-up trains as two turns (clarify; the user
     # answers; think about the resolved ambiguity, then the tool call), so the hypothesis that the model compresses
     # that arc into one turn can be tested. Off: every case trains on its first turn only.
     clarify_arc: bool = False
+
+    def check_config(self, ctx: CheckContext) -> None:
+        """The train and val files SFT reads: given one by one, or train.jsonl / val.jsonl in `dir`."""
+        if self.train_file is not None and self.val_file is not None:
+            return
+        self.dir = ctx.resolve("dir", self.dir, INPUT_PATH)
+        folder = Path(self.dir)
+        if ctx.check_files and folder.is_dir():
+            for name, given in (("train.jsonl", self.train_file), ("val.jsonl", self.val_file)):
+                if given is None and not (folder / name).is_file():
+                    ctx.problem("dir", f"holds no {name} ({folder}); generate it with `toolprior data generate`")
 
 
 @dataclass
 class TrainingSection:
     """The SFTConfig fields a recipe usually sets; anything else of TRL's SFTConfig goes under `extra`."""
 
-    learning_rate: float = 2e-4
+    learning_rate: float = field(default=2e-4, metadata=check(gt=0))
     lr_scheduler_type: str = "cosine"
-    warmup_ratio: float = 0.03
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    num_train_epochs: float = 2.0
-    max_steps: int = -1
-    neftune_noise_alpha: float | None = 5.0
+    warmup_ratio: float = field(default=0.03, metadata=check(ge=0, le=1))
+    per_device_train_batch_size: int = field(default=4, metadata=check(ge=1))
+    gradient_accumulation_steps: int = field(default=4, metadata=check(ge=1))
+    num_train_epochs: float = field(default=2.0, metadata=check(gt=0))
+    max_steps: int = field(default=-1, metadata=check(rule=max_steps_rule))
+    neftune_noise_alpha: float | None = field(default=5.0, metadata=check(ge=0))
     assistant_only_loss: bool = True
-    max_length: int = 1024
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_steps: int = 50
-    save_steps: int = 50
-    logging_steps: int = 10
-    early_stopping_patience: int | None = 3
-    save_total_limit: int = 2
+    max_length: int = field(default=1024, metadata=check(ge=1))
+    weight_decay: float = field(default=0.0, metadata=check(ge=0))
+    max_grad_norm: float = field(default=1.0, metadata=check(ge=0))
+    eval_steps: int = field(default=50, metadata=check(ge=1))
+    save_steps: int = field(default=50, metadata=check(ge=1))
+    logging_steps: int = field(default=10, metadata=check(ge=1))
+    early_stopping_patience: int | None = field(default=3, metadata=check(ge=1))
+    save_total_limit: int = field(default=2, metadata=check(ge=1))
     # Batches of similar length waste less compute on padding (5x on CPU with the organism's mixed lengths).
     train_sampling_strategy: str = "group_by_length"
     # None: on for CUDA (memory), off on CPU where recomputing activations doubles the time of a tiny model.
@@ -326,10 +353,10 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         from peft import get_peft_model
 
         model, peft_config = get_peft_model(model, peft_config, autocast_adapter_dtype=False), None
-    elif config.lora.adapter_dtype != "float32":
+    elif config.lora.adapter_dtype not in ADAPTER_DTYPES:  # a config built in code skips the loader's check
         from toolprior.errors import InputError, Problem
 
-        raise InputError(Problem("<sft config>", None, "lora.adapter_dtype", "expected float32 or base"))
+        raise InputError(Problem("<sft config>", None, "lora.adapter_dtype", f"expected one of {ADAPTER_DTYPES}"))
     # On CPU, TRL's fused LM head scores every position in float32; ours scores the labelled ones only.
     trainer_class = LabelledPositionsSFTTrainer if use_cpu and config.training.labelled_positions_loss else SFTTrainer
     trainer = trainer_class(

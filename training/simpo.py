@@ -52,8 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.atomic import atomic_write_text
-from toolprior.config import INPUT_PATH, MODEL_PATH, check, dump_yaml, known
-from toolprior.config_checks import max_steps_rule
+from toolprior.config import INPUT_PATH, MODEL_PATH, check, dump_yaml, known, max_steps_rule
 from toolprior.errors import InputError, Problem
 from training.pairs import Pair
 from training.sft import TrainingSection as SFTTrainingSection
