@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
@@ -71,3 +72,26 @@ def smollm2_folder():
     from toolprior.model_source import prepare_smollm2
 
     return prepare_smollm2()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and OpenMP threads spin-wait badly on a busy shared CPU.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def recorded(module):
+    """Each forward pass's output of `module` (as the hooks registered before this one left it)."""
+    from probes.hook_points import first_tensor
+
+    seen: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda m, a, o: seen.append(first_tensor(o).detach().clone()))
+    try:
+        yield seen
+    finally:
+        handle.remove()

@@ -19,13 +19,7 @@ ALL_KINDS = ("resid_post", "attn_out", "mlp_out", "z")
 TOOL = ToolSpec("verify_shipment", "Check a shipment.", {"type": "object", "properties": {"id": {"type": "string"}}})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and OpenMP threads spin-wait badly on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def arch_model(arch: str, tokenizer):

@@ -4,7 +4,6 @@ from_decision steering are read where the tags' tokens part, on left-padded batc
 
 from __future__ import annotations
 
-import contextlib
 import random
 
 import pytest
@@ -12,13 +11,12 @@ import torch
 
 from evals.generation import GenerationBatch, generate
 from probes.capture import case_texts
-from probes.hook_points import first_tensor
 from probes.logit_lens import logit_lens
 from probes.patching import metric_token_ids, twin_text
 from probes.positions import MissingThinkError, compute_positions
 from steering.apply import Steering, steer, steering_factory
 from steering.vector import SteeringVector
-from tests.conftest import make_tiny_qwen3
+from tests.conftest import make_tiny_qwen3, recorded
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.chat_template import render_prompt
@@ -57,12 +55,7 @@ def merged_tokenizer():
     return train_tokenizer(_corpus(), vocab_size=600, format_tokens=())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -226,17 +219,6 @@ def test_the_logit_gap_is_read_at_the_decision_position(which, request):
 
 
 # ------------------------------------------------------------------------------------------------------ steering
-
-
-@contextlib.contextmanager
-def recorded(module):
-    """Each forward pass's output of `module` (as the hooks registered before this one left it)."""
-    seen: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, a, o: seen.append(first_tensor(o).detach().clone()))
-    try:
-        yield seen
-    finally:
-        handle.remove()
 
 
 def random_vector(layers=(0, 1), d=64, seed=0, scale=4.0) -> SteeringVector:

@@ -8,7 +8,6 @@ import runpy
 import sys
 
 import pytest
-import torch
 
 from probes.experiment import ProbeExperimentConfig, random_twin, run_probe_experiment
 from probes.fit import ProbeWeights
@@ -19,12 +18,7 @@ from toolprior.errors import InputError
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,15 @@ cleanup, the nnsight path, conditional steering, and real architectures (plain, 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import pytest
 import torch
 
 from evals.generation import generate
-from probes.hook_points import first_tensor
 from steering.apply import steer, steering_factory
 from steering.vector import SteeringVector
-from tests.conftest import make_tiny_qwen3
+from tests.conftest import make_tiny_qwen3, recorded
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.chat_template import gold_chat, render_prompt
@@ -113,12 +111,7 @@ def taught_agent(tokenizer):
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -144,17 +137,6 @@ def prompts(tokenizer) -> list[str]:
     ]
     multi = tokenizer.apply_chat_template(history, tools=[VERIFY.to_dict()], add_generation_prompt=True, tokenize=False)
     return [*base, forced, multi]
-
-
-@contextlib.contextmanager
-def recorded(module):
-    """Each forward pass's output of `module` (as the hooks registered before this one left it)."""
-    seen: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, a, o: seen.append(first_tensor(o).detach().clone()))
-    try:
-        yield seen
-    finally:
-        handle.remove()
 
 
 def hook_counts(model) -> list[int]:
