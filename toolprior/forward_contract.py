@@ -28,14 +28,7 @@ def find_cache(kwargs: Mapping[str, Any]) -> Any | None:
     """The KV cache among a forward pass's keyword arguments, whatever its name; None when there is none."""
     from transformers.cache_utils import Cache
 
-    for name in CACHE_KEYWORDS:
-        value = kwargs.get(name)
-        if isinstance(value, Cache):
-            return value
-    for value in kwargs.values():
-        if isinstance(value, Cache):
-            return value
-    return None
+    return next((value for value in kwargs.values() if isinstance(value, Cache)), None)
 
 
 def cached_length(kwargs: Mapping[str, Any]) -> int | None:

@@ -115,16 +115,15 @@ def read_source(folder: Path) -> dict[str, Any]:
     return source
 
 
-def _init_new_rows(model: Any, tokenizer_before: Any, tokenizer: Any, added: list[str]) -> None:
-    """Each new token's input embedding = the mean of the rows of the pieces the old tokenizer split it into (the
-    output side follows: SmolLM2 ties them)."""
+def _init_new_rows(model: Any, tokenizer: Any, pieces: dict[str, list[int]]) -> None:
+    """Each new token's input embedding = the mean of the rows of the pieces the tokenizer split it into before it
+    was added (the output side follows: SmolLM2 ties them)."""
     import torch
 
     embed = model.get_input_embeddings().weight
     with torch.no_grad():
-        for token in added:
-            pieces = tokenizer_before.encode(token, add_special_tokens=False)
-            embed[tokenizer.convert_tokens_to_ids(token)] = embed[pieces].mean(dim=0)
+        for token, ids in pieces.items():
+            embed[tokenizer.convert_tokens_to_ids(token)] = embed[ids].mean(dim=0)
 
 
 def convert(gguf: Path, out: Path) -> None:
@@ -147,11 +146,11 @@ def convert(gguf: Path, out: Path) -> None:
     model.generation_config = loaded.generation_config
     del loaded
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    before = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    added = [t for t in FORMAT_TOKENS if t not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    pieces = {t: tokenizer.encode(t, add_special_tokens=False) for t in FORMAT_TOKENS if t not in vocab}
     add_format_tokens(tokenizer)
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    _init_new_rows(model, before, tokenizer, added)
+    _init_new_rows(model, tokenizer, pieces)
     tokenizer.chat_template = CHATML_TEMPLATE
     tokenizer.eos_token = "<|im_end|>"
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
