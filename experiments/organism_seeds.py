@@ -69,7 +69,9 @@ def run_seed(
             )  # fmt: skip
         results[mix] = json.loads((ev / "report.json").read_text())["methods"]["sft"]
         atomic_write_text(times_path, json.dumps(times, indent=2) + "\n")
-        (out / "organism.partial.json").write_text(json.dumps({"seed": seed, "methods": results}, indent=2) + "\n")
+        atomic_write_text(
+            out / "organism.partial.json", json.dumps({"seed": seed, "methods": results}, indent=2) + "\n"
+        )
     return {"seed": seed, "times": times, "methods": results}
 
 
