@@ -8,7 +8,9 @@ import torch
 
 from probes.capture import capture, capture_cases
 from probes.hook_points import all_hook_names
-from tests.test_capture import ALL_KINDS, arch_model, hook_count, make_cases, one_thread  # noqa: F401 (fixture)
+from tests.test_capture import ALL_KINDS, arch_model, hook_count, make_cases
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 BACKENDS = ("nnsight", "transformer_lens")
 

@@ -9,9 +9,11 @@ import torch
 from probes.capture import capture_cases
 from probes.fit import fit_layer_curve
 from probes.hook_points import all_resid_post
-from tests.test_capture import TOOL, arch_model, one_thread  # noqa: F401 (fixture)
+from tests.test_capture import TOOL, arch_model
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 FILLER = ["please", "today", "for the audit team", "before noon on friday", "thanks a lot for the help here"]
 
