@@ -12,6 +12,19 @@ The sidecar (`<stem>.json` beside the tensors) records what a vector is only val
 position rule the activations were read at, the chat template's hash, the method and the source split. `load`
 with a model refuses (InputError, one line) a model whose hidden size, layer count or fingerprint differs, and with
 a tokenizer one whose chat template differs: a vector read off another model points nowhere in particular.
+
+A shareable folder, laid out like a PEFT adapter folder (`adapter_model.safetensors` + `adapter_config.json` +
+`README.md` there; here):
+
+    vector.save_pretrained("clarify-vector/")   # steering_vector.safetensors + steering_config.json + README.md
+    vector = SteeringVector.from_pretrained("clarify-vector/", model=model, tokenizer=tokenizer)
+
+The config is the sidecar (same fields, plus PEFT's `base_model_name_or_path`); the README is a model card naming
+the base model, the fingerprint, the layers and norms, the method, the data split and the study the vector came
+from, as far as its metadata records them. Loading reads the folder's own files only (a model path in the metadata
+is information, never opened), so a copied or moved folder loads; `from_pretrained` with a model runs the same
+`check_model` as `load`.
+For llama.cpp and repeng, `steering.gguf_io` writes and reads GGUF control vectors.
 """
 
 from __future__ import annotations
@@ -34,6 +47,10 @@ FORMAT = "toolprior.steering_vector"
 FORMAT_VERSION = 1
 HOOKS: tuple[str, ...] = ("resid_post",)
 _KEY_PREFIX = "layer."
+# The names of a `save_pretrained` folder, after PEFT's adapter_model.safetensors / adapter_config.json.
+WEIGHTS_NAME = "steering_vector.safetensors"
+CONFIG_NAME = "steering_config.json"
+CARD_NAME = "README.md"
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:
@@ -170,15 +187,8 @@ class SteeringVector:
 
     # ------------------------------------------------------------------------------------------------ save / load
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write `path` (safetensors: one tensor `layer.{i}` per layer) and its JSON sidecar; returns `path`."""
-        from safetensors.torch import save as save_bytes
-
-        from toolprior.atomic import atomic_open, atomic_write_text
-
-        target = Path(path)
-        tensors = {f"{_KEY_PREFIX}{k}": v.detach().to("cpu").contiguous() for k, v in self.layer_vectors.items()}
-        header = {
+    def _header(self) -> dict[str, Any]:
+        return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "hook": self.hook,
@@ -187,23 +197,65 @@ class SteeringVector:
             "norms": {str(k): round(n, 6) for k, n in self.norms().items()},
             "meta": self.meta,
         }
+
+    def _write(self, target: Path, side: Path, header: Mapping[str, Any]) -> None:
+        from safetensors.torch import save as save_bytes
+
+        from toolprior.atomic import atomic_open, atomic_write_text
+
+        tensors = {f"{_KEY_PREFIX}{k}": v.detach().to("cpu").contiguous() for k, v in self.layer_vectors.items()}
         with atomic_open(target, "wb") as f:
             f.write(save_bytes(tensors, metadata={"format": FORMAT}))
-        atomic_write_text(sidecar_path(target), json.dumps(header, indent=1, default=str) + "\n")
+        atomic_write_text(side, json.dumps(header, indent=1, default=str) + "\n")
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write `path` (safetensors: one tensor `layer.{i}` per layer) and its JSON sidecar; returns `path`."""
+        target = Path(path)
+        self._write(target, sidecar_path(target), self._header())
         return target
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write a shareable folder: `steering_vector.safetensors`, `steering_config.json` (the sidecar plus
+        `base_model_name_or_path`) and a `README.md` model card; returns the folder."""
+        from toolprior.atomic import atomic_write_text
+
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        fingerprint = self.meta.get("fingerprint") or {}
+        header = {"base_model_name_or_path": fingerprint.get("name_or_path") or None, **self._header()}
+        self._write(folder / WEIGHTS_NAME, folder / CONFIG_NAME, header)
+        atomic_write_text(folder / CARD_NAME, model_card(self, folder.name))
+        return folder
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: Any = None, tokenizer: Any = None) -> SteeringVector:
         """Read a saved vector. With `model`, refuse (InputError) one whose hidden size, layer count or
         fingerprint is not the vector's; with `tokenizer`, one whose chat template hash is not the vector's."""
-        from safetensors import safe_open
-
         target = Path(path)
-        side = sidecar_path(target)
         if not target.is_file():
             raise InputError(Problem(str(target), None, None, "no such steering vector file"))
+        side = sidecar_path(target)
         if not side.is_file():
             raise InputError(Problem(str(side), None, None, "missing sidecar of the steering vector"))
+        return cls._read(target, side, model, tokenizer)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], model: Any = None, tokenizer: Any = None
+    ) -> SteeringVector:
+        """Read a `save_pretrained` folder, with the same model and tokenizer checks as `load`."""
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise InputError(Problem(str(folder), None, None, "no such steering vector folder"))
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            if not (folder / name).is_file():
+                raise InputError(Problem(str(folder / name), None, None, "missing from the steering vector folder"))
+        return cls._read(folder / WEIGHTS_NAME, folder / CONFIG_NAME, model, tokenizer)
+
+    @classmethod
+    def _read(cls, target: Path, side: Path, model: Any, tokenizer: Any) -> SteeringVector:
+        from safetensors import safe_open
+
         try:
             header = json.loads(side.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
@@ -333,3 +385,75 @@ def vector_meta(
         meta["probe_metrics"] = dict(probe_metrics)
     meta.update(extra)
     return meta
+
+
+def _cell(value: Any) -> str:
+    """A value as one Markdown table cell (a `|` or a line break would end the row)."""
+    if value is None or value == "" or value == {}:
+        return "not recorded"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def model_card(vector: SteeringVector, name: str = "steering-vector") -> str:
+    """The README.md of a `save_pretrained` folder: what the vector is valid for, where it came from, how to use it.
+    Everything comes from the vector's metadata; a field it does not record reads "not recorded"."""
+    meta = vector.meta
+    fingerprint = meta.get("fingerprint") or {}
+    base = fingerprint.get("name_or_path") or fingerprint.get("architecture")
+    direction = meta.get("direction") or "positive - negative"
+    front = ["---", "library_name: toolprior", "tags:", "- steering-vector", "- toolprior"]
+    hub_name = fingerprint.get("name_or_path")
+    if hub_name and not Path(hub_name).is_absolute():
+        # Only a model name goes into `base_model` (hubs read it as a repository id); JSON strings are YAML strings.
+        front.append(f"base_model: {json.dumps(str(hub_name))}")
+    front.append("---")
+    rows = [
+        ("base model", base),
+        ("architecture", fingerprint.get("architecture")),
+        ("model fingerprint", fingerprint.get("id")),
+        ("hidden size / layers", f"{vector.d_model} / {fingerprint.get('num_layers', 'not recorded')}"),
+        ("steered layers", ", ".join(str(x) for x in vector.layers)),
+        ("hook", f"{vector.hook}: added to the output of decoder block L (0-based)"),
+        ("direction", direction),
+        ("method", meta.get("method")),
+        ("source", meta.get("source")),
+        ("activation position", meta.get("position")),
+        ("data split", meta.get("split")),
+        ("cases", meta.get("n")),
+        ("study", meta.get("study")),
+        ("chat template hash", meta.get("chat_template_hash")),
+        ("probe metrics", meta.get("probe_metrics")),
+        ("derived by", " -> ".join(meta.get("derived", [])) or None),
+    ]
+    lines = [*front, "", f"# {name}", ""]
+    lines.append(
+        f"A toolprior steering vector ({_cell(direction)}) for {_cell(base)}. Steering adds alpha * v[L] to the "
+        "residual stream after decoder block L at each steered layer L; a positive alpha pushes toward the first "
+        "side of the direction."
+    )
+    lines += ["", "| field | value |", "| --- | --- |"]
+    lines += [f"| {field} | {_cell(value)} |" for field, value in rows]
+    lines += ["", "## Layers", "", "| layer | L2 norm |", "| --- | --- |"]
+    lines += [f"| {layer} | {norm:.6g} |" for layer, norm in vector.norms().items()]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from steering.vector import SteeringVector",
+        "",
+        f'vector = SteeringVector.from_pretrained("{name}", model=model, tokenizer=tokenizer)  # refuses another model',
+        "with vector.apply(model, alpha=4.0):",
+        "    ...  # generate",
+        "```",
+        "",
+        f"For llama.cpp: `toolprior steer export --format gguf {name} vector.gguf`, then "
+        "`llama-cli -m MODEL.gguf --control-vector-scaled vector.gguf ALPHA` (llama.cpp adds it at every position and "
+        "cannot steer block 0).",
+        "",
+        "Files: `steering_vector.safetensors` (one float tensor `layer.{L}` per layer), `steering_config.json` "
+        "(layers, norms, hook and the full provenance, including the model fingerprint the loader checks).",
+        "",
+    ]
+    return "\n".join(lines)

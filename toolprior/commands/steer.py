@@ -1,5 +1,7 @@
-"""`toolprior steer compute` (a steering vector from captured activations) and `toolprior steer sweep` (choose
-layer and alpha on the mine split, with dose-response, controls and plots)."""
+"""`toolprior steer compute` (a steering vector from captured activations), `toolprior steer sweep` (choose
+layer and alpha on the mine split, with dose-response, controls and plots), `toolprior steer export` (a GGUF control
+vector for llama.cpp / repeng, or a shareable folder) and `toolprior steer import` (either, or a repeng / llama.cpp
+GGUF, back into V.safetensors)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ SOURCES = ("twins", "classes")
 VECTOR_POSITIONS = ("decision", "prompt_end")
 STEER_POSITIONS = ("all", "prompt", "generated", "from_decision")
 OPERATORS = ("add", "ablate", "ablate_then_add")
+EXPORT_FORMATS = ("gguf", "folder")
 
 
 def int_list(text: str) -> list[int]:
@@ -112,6 +115,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--limit", type=int, default=None, help="only the first N cases (smoke runs)")
     sw.add_argument("--out", required=True, type=Path, help="output folder")
     sw.set_defaults(func=_sweep)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a vector as a llama.cpp / repeng GGUF control vector, or as a shareable folder",
+        description=(
+            "--format gguf writes the control vector file llama.cpp's --control-vector reads (and repeng's "
+            "ControlVector.import_gguf): layer L becomes direction.L, added to the output of block L, as here. "
+            "llama.cpp adds it at every position and cannot steer block 0, so a vector with layer 0 is refused "
+            "(pick the others with --layers). --format folder writes steering_vector.safetensors, "
+            "steering_config.json and a README.md model card (SteeringVector.from_pretrained reads it)."
+        ),
+    )
+    ex.add_argument("vector", type=Path, help="V.safetensors (with its sidecar), a vector folder, or a .gguf file")
+    ex.add_argument("out", type=Path, help="the .gguf file (--format gguf) or the folder (--format folder) to write")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default="gguf")
+    ex.add_argument("--layers", type=int_list, default=None, help="export only these layers of the vector")
+    ex.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="gguf only: scale baked into the file (default 1; or scale in llama.cpp: --control-vector-scaled F A)",
+    )
+    ex.add_argument("--model-hint", default=None, help="gguf only: controlvector.model_hint (default: the model type)")
+    ex.set_defaults(func=_export)
+
+    im = sub.add_parser(
+        "import",
+        help="read a GGUF control vector (llama.cpp, repeng, ours) or a vector folder into V.safetensors",
+        description=(
+            "Reads SOURCE (a .gguf control vector: direction.k becomes layer k; or a folder from `steer export "
+            "--format folder`) and writes OUT (V.safetensors + its JSON sidecar) for `steer sweep` and `eval --steer`. "
+            "A GGUF from elsewhere has no model fingerprint: loading it with a model checks its width and layers only."
+        ),
+    )
+    im.add_argument("source", type=Path, help="a .gguf control vector file or a vector folder")
+    im.add_argument("out", type=Path, help="vector file to write (V.safetensors)")
+    im.set_defaults(func=_import)
 
     steer.set_defaults(func=lambda args: _help(steer))
 
@@ -245,6 +285,54 @@ def _sweep(args: argparse.Namespace) -> int:
         }
     atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=1) + "\n")
     print(f"wrote {out / 'sweep.json'}, {out / 'chosen.json'} and {plots}/")
+    return 0
+
+
+def read_vector(path: Path) -> Any:
+    """A vector from V.safetensors (+ sidecar), a `save_pretrained` folder or a GGUF control vector file."""
+    from steering.gguf_io import import_gguf
+    from steering.vector import SteeringVector
+
+    if path.is_dir():
+        return SteeringVector.from_pretrained(path)
+    if path.suffix.lower() == ".gguf":
+        return import_gguf(path)
+    return SteeringVector.load(path)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from steering.gguf_io import export_gguf
+    from toolprior.errors import InputError, Problem
+
+    vector = read_vector(args.vector)
+    if args.layers is not None:
+        missing = [layer for layer in args.layers if layer not in vector.layers]
+        if missing:
+            raise InputError(f"--layers {missing}: the vector {args.vector} has layers {vector.layers}")
+        vector = vector.only(args.layers)
+    if args.format == "folder":
+        if args.alpha is not None or args.model_hint is not None:
+            raise InputError("--alpha and --model-hint apply to --format gguf only")
+        folder = vector.save_pretrained(args.out)
+        print(f"wrote {folder}/ (steering_vector.safetensors, steering_config.json, README.md), layers {vector.layers}")
+        return 0
+    alpha = 1.0 if args.alpha is None else args.alpha
+    try:
+        path = export_gguf(vector, args.out, alpha=alpha, model_hint=args.model_hint)
+    except ValueError as err:
+        raise InputError(Problem(str(args.vector), None, "layers", f"{err} (--layers picks them)")) from None
+    print(
+        f"wrote {path}: direction.{{L}} for layers {vector.layers} (x{alpha:g}); llama.cpp adds it to the output of "
+        f"block L at every position: --control-vector-scaled {path.name} STRENGTH"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    vector = read_vector(args.source)
+    vector.save(args.out)
+    norms = ", ".join(f"{layer}: {norm:.4g}" for layer, norm in vector.norms().items())
+    print(f"wrote {args.out} (+ {args.out.with_suffix('.json').name}): layers {vector.layers}, norms {norms}")
     return 0
 
 
