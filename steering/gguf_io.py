@@ -34,6 +34,16 @@ Sign: all three ADD the stored vector times a scale: llama.cpp `ggml_add(cur, di
 `h + alpha * v`. The stored vector is not flipped, so alpha = strength = coeff with the same sign: a positive value
 pushes toward the vector's first side ("clarify - call_tool": toward clarify).
 
+Checked: tests/test_gguf_io.py computes a tiny Llama's steered logits by hand from its weights (direction.k added
+after block k) and matches `steer()` on an imported repeng file; tests/test_gguf_llamacpp.py runs our export and
+repeng's file in llama.cpp b11739 itself (prebuilt, where importable) and matches `steer()` to 1.5e-7 in the logits,
+against 2e-2 .. 9e-1 for the vector one block early or late or sign-flipped. Sources read (ggml-org/llama.cpp):
+src/llama-adapter.cpp@0650ea8c05bc6e31273182470197e9b2e50253e0 lines 14-29 (tensor_for, apply_to), 65 (no tensor
+for layer 0), 124-127 (row il - 1 -> tensors[il]); src/models/llama.cpp@069be0ae22f391c64e26e8da4c7da0143ede8cf3
+(`build_cvec(cur, il)` before `cb(cur, "l_out", il)`); common/common.cpp (`common_control_vector_load_one`,
+`common_init_from_params`); tools/cvector-generator/mean.hpp (`direction.%zu`, il + 1); vgel/repeng@0ba7196
+repeng/extract.py (export_gguf, read_representations) and repeng/control.py (ControlModule.forward).
+
 What does not carry over: llama.cpp adds the vector at every position, prompt included (toolprior's
 `positions="all"`, operator "add", no keep_norm); a vector chosen with `positions="from_decision"` acts more broadly
 there. The model fingerprint and chat template hash are not checked by llama.cpp, so the file also carries the
