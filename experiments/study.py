@@ -68,7 +68,11 @@ class Study:
         adapter = adapter or self.sft_dir / "adapter"
         if self._agent is None or self._agent[0].__dict__.get("_toolprior_adapter") != str(adapter):
             tokenizer = load_tokenizer(self.config.base)
-            model = load_model(self.config.base, quantize=self.config.quantize, adapter=adapter)
+            model = load_model(
+                self.config.base, quantize=self.config.quantize, adapter=adapter, dtype=self.config.dtype
+            )
+            if self.config.merge_adapters:
+                model = model.merge_and_unload()
             model.__dict__["_toolprior_adapter"] = str(adapter)
             self._agent = (model, tokenizer)
         return self._agent
@@ -107,11 +111,28 @@ class Study:
         return {"describe": summary.describe()}
 
     def stage_sft(self) -> dict[str, Any]:
+        """Train the SFT adapter, or install the shipped one (`sft_adapter`) once its sidecar matches this study's
+        SFT config, its generated train / val files and its base."""
         from toolprior.config import load_config
         from training.sft import SFTRunConfig, train_sft
 
         overrides = [*self.config.sft_overrides(), *self.config.sft_set]
-        result = train_sft(load_config(SFTRunConfig, self.config.sft_config, overrides=overrides))
+        config = load_config(SFTRunConfig, self.config.sft_config, overrides=overrides)
+        if self.config.sft_adapter:
+            from experiments.organism_adapter import install, verify
+
+            shipped = Path(self.config.sft_adapter)
+            sidecar = verify(shipped, config, self.data_dir)
+            install(shipped, self.sft_dir / "adapter")
+            return {
+                "shipped_adapter": str(shipped),
+                "config_hash": sidecar["config_hash"],
+                "commit": sidecar["commit"],
+                "train_s": sidecar["train"]["train_seconds"],
+                "steps": sidecar["train"]["steps"],
+                "best_eval_loss": sidecar["train"]["best_eval_loss"],
+            }
+        result = train_sft(config)
         return {
             "train_s": round(result.train_seconds, 2),
             "steps": result.steps,
@@ -151,13 +172,10 @@ class Study:
 
         s = self.config.steering
         model, tokenizer = self.agent()
-        source = self.cases(s.source_split)
-        if s.source_cases and s.source_cases < len(source):
-            source = random.Random(0).sample(source, s.source_cases)  # seeded: the files go category by category
         vector = compute_from_cases(
             model,
             tokenizer,
-            source,
+            self.source_sample(),
             self.steering_layers(model),
             method=s.method,
             source=s.source,
@@ -167,6 +185,15 @@ class Study:
         path = self.run / "steering" / "vector.safetensors"
         vector.save(path)
         return {"vector": str(path), "layers": vector.layers, "norms": vector.norms()}
+
+    def source_sample(self) -> list[Any]:
+        """The cases the vector and the conditional gate's probe are fitted on: `steering.source_cases` of the
+        source split, a seeded sample (the files go category by category), or all of it."""
+        s = self.config.steering
+        source = self.cases(s.source_split)
+        if s.source_cases and s.source_cases < len(source):
+            return random.Random(0).sample(source, s.source_cases)
+        return source
 
     def vector(self) -> Any:
         from steering.vector import SteeringVector
@@ -259,7 +286,7 @@ class Study:
             single,
             layer=layer,
             alpha=alpha,
-            train_cases=self.cases("train"),
+            train_cases=self.source_sample(),
             mine_cases=self.mine_for_sweep(),
             target=s.conditional_target,
             positions=s.apply_positions,

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, known
+from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known
 
 QUANTIZE = known("toolprior.modeling", "QUANTIZE")
+DTYPES = known("toolprior.modeling", "DTYPES")
 SPLITS = known("toolprior.actions", "SPLITS")
 POSITION_RULES = known("probes.positions", "POSITION_RULES")
 STEERING_METHODS = known("steering.compute", "METHODS")
@@ -116,6 +117,23 @@ def check_sub_config(
         ctx.extend(err.problems)
 
 
+def check_shipped_adapter(ctx: CheckContext, config: StudyConfig) -> None:
+    """The shipped adapter's sidecar against the SFT config the study would train with (its data files are
+    checked when the data stage has written them)."""
+    from experiments.organism_adapter import config_hash, config_identity, load_sft_config, read_sidecar
+    from toolprior.errors import InputError
+
+    try:
+        sidecar = read_sidecar(Path(config.sft_adapter or ""))
+        sft = load_sft_config(config.sft_config, [*config.sft_overrides(), *config.sft_set])
+    except InputError as err:
+        ctx.extend(err.problems)
+        return
+    if config_hash(config_identity(sft)) != sidecar["config_hash"]:
+        ctx.problem("sft_adapter", f"was trained with another SFT config than {config.sft_config} with this study's "
+                    "overrides; retrain it with `make organism` or drop sft_adapter")  # fmt: skip
+
+
 @dataclass
 class DataSettings:
     """The benchmark the study generates (see training.benchmark.BenchmarkConfig)."""
@@ -205,10 +223,15 @@ class StudyConfig:
     the same eval and eval_novel ids -> report."""
 
     name: str = field(default="demo", metadata=check(nonempty=True))
+    # what this study leaves out against the full one, said on the report's first page
+    scope: str = ""
     out_dir: str = field(default="runs", metadata=check(nonempty=True))
     base: str = field(default="organism", metadata=check(path=MODEL_PATH))
     sft_config: str = field(default="experiments/configs/sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     sft_set: list[str] = field(default_factory=list)
+    # a shipped SFT adapter (experiments/organism/smollm2, from `make organism`) used instead of training one, after
+    # its sidecar is checked against sft_config and the generated train / val files
+    sft_adapter: str | None = field(default=None, metadata=check(path=INPUT_PATH))
     simpo_config: str = field(default="experiments/configs/simpo_organism.yaml", metadata=check(path=CONFIG_PATH))
     simpo_set: list[str] = field(default_factory=list)
     # baselines on the same pairs (issue 7): does the preference loss matter?
@@ -217,6 +240,10 @@ class StudyConfig:
     adv_sft_config: str = field(default="experiments/configs/adv_sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     adv_sft_set: list[str] = field(default_factory=list)
     quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
+    dtype: str = field(default="float32", metadata=check(choices=DTYPES))  # how eval, probes and steering load
+    # fold each adapter into the base weights for generation, vectors and KL (unmerged LoRA layers double a CPU
+    # decode step of a small model); the probe stage keeps the adapter apart to read the adapter-off baseline
+    merge_adapters: bool = False
     data: DataSettings = field(default_factory=DataSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
@@ -270,6 +297,8 @@ class StudyConfig:
         if "/" in self.name or self.name in (".", ".."):
             ctx.problem("name", f"must be a plain folder name, got {self.name!r}")
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
+        if self.sft_adapter and ctx.accepted("sft_adapter") and ctx.accepted("sft_config"):
+            check_shipped_adapter(ctx, self)
         for method, path_field, set_field, where in self.trained_configs():
             if not (ctx.accepted(path_field) and ctx.accepted(set_field)):
                 continue

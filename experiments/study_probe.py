@@ -22,6 +22,7 @@ def stage_probe(study: Study) -> dict[str, Any]:
                 "path": study.config.base,
                 "adapter": str(study.sft_dir / "adapter"),
                 "quantize": study.config.quantize,
+                "dtype": study.config.dtype,
             },
             "data": {"cases": [str(study.data_dir / "train.jsonl")], "splits": ["train"], "max_cases": p.max_cases},
             "capture": {"positions": [p.position, "prompt_end"], "hooks": ["resid_post"]},

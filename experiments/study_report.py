@@ -75,12 +75,20 @@ def write_study_report(study: Study) -> dict[str, Any]:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
         if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):
             extra.update({"pairs": _stage(study, "pairs").get("pairs"), "pairs_from": "mine"})
+            if name != "simpo_steering":  # its setting is SimPO's and steering's, named above
+                # the preference settings are the config's as written: no search ran, so nothing was chosen on eval
+                extra["chosen_on"] = f"none (as written in {getattr(study.config, f'{name}_config')})"
             trained = _stage(study, "simpo" if name == "simpo_steering" else name)
             extra["cost"] = {**extra["cost"], "steps": trained.get("steps")}
         if name == "conditional_steering":
             extra["threshold_chosen_on"] = "mine"
         extras[name] = extra
     report = write_eval_report(study.run, study.held_out, methods, extras=extras)
+    if study.config.scope:
+        report["scope"] = study.config.scope
+    sft_stage = _stage(study, "sft")
+    if sft_stage.get("shipped_adapter"):
+        report["sft_adapter"] = {k: sft_stage.get(k) for k in ("shipped_adapter", "config_hash", "commit", "steps")}
     report["collateral"] = {"reference": "sft", "split": "eval+eval_novel", "methods": collateral(report["methods"])}
     probe = study.run / "probe" / "probe_block.json"
     if probe.is_file():

@@ -164,6 +164,7 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
         "on mine, SimPO's pairs were mined from mine. Intervals are Wilson 95%; McNemar is paired on the same "
         "cases; Δ is the accuracy change against sft.",
         "",
+        *([f"Scope: {report['scope']}", ""] if report.get("scope") else []),
         "## Findings",
         "",
         *findings(report),

@@ -38,7 +38,7 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         "dpo_set=[training.max_steps=1, training.max_length=4096]",
         "adv_sft_set=[training.max_steps=1, training.max_length=4096]",
     ]
-    config = load_config(StudyConfig, "experiments/configs/study.yaml", overrides=overrides)
+    config = load_config(StudyConfig, "experiments/configs/study_tiny.yaml", overrides=overrides)
     report = run_study(config, progress=False)
     run = tmp_path / "runs" / "tiny"
     assert {"eval", "methods", "paired"} <= set(report)

@@ -4,24 +4,45 @@ follow the probe's best layer when asked."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+
+from experiments.organism_adapter import ORGANISM_DIR
 from experiments.study import Study
 from experiments.study_config import StudyConfig
 from toolprior.config import load_config
+from toolprior.errors import InputError
 from training.tiny_configs import tiny_model
 
 
-def test_demo_and_full_study_configs_load():
-    demo = load_config(StudyConfig, "experiments/configs/demo.yaml")
-    full = load_config(StudyConfig, "experiments/configs/study.yaml")
+@pytest.mark.parametrize("organism", ["", "_tiny"])
+def test_demo_and_full_study_configs_load(organism):
+    demo = load_config(StudyConfig, f"experiments/configs/demo{organism}.yaml")
+    full = load_config(StudyConfig, f"experiments/configs/study{organism}.yaml")
     assert {"sft", "steering", "steering_random", "simpo", "guardrail", "conditional_steering"} <= set(demo.methods)
     assert {"dpo", "adv_sft"} <= set(full.methods) and not {"dpo", "adv_sft"} & set(demo.methods)
-    assert demo.steering.layers_around_probe == 0 and demo.probe.enabled
+    assert demo.steering.layers_around_probe is not None and demo.probe.enabled
+    assert demo.base == full.base == ("organism" if organism else "smollm2")
+
+
+def test_the_demo_starts_from_the_shipped_organism_adapter_and_says_what_it_trims():
+    demo = load_config(StudyConfig, "experiments/configs/demo.yaml")
+    assert demo.sft_adapter and Path(demo.sft_adapter).resolve() == ORGANISM_DIR
+    assert "not retrained" in demo.scope and demo.merge_adapters
+
+
+def test_a_shipped_adapter_trained_with_another_sft_config_is_refused_before_any_work(tmp_path):
+    with pytest.raises(InputError, match="sft_adapter"):
+        load_config(
+            StudyConfig, "experiments/configs/demo.yaml", overrides=["sft_set=[lora.r=8]", f"out_dir={tmp_path}"]
+        )
+    assert not any(tmp_path.iterdir())
 
 
 def test_sweep_layers_surround_the_probes_best_layer(tmp_path):
     model = tiny_model("llama")  # 2 decoder layers
-    config = load_config(StudyConfig, "experiments/configs/demo.yaml", overrides=[f"out_dir={tmp_path}"])
+    config = load_config(StudyConfig, "experiments/configs/demo_tiny.yaml", overrides=[f"out_dir={tmp_path}"])
     study = Study(config, progress=False)
     assert study.steering_layers(model) == [0, 1]  # no probe yet: every layer
     (study.run / "stages" / "probe.json").write_text(json.dumps({"best_layer": 1}))
