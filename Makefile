@@ -27,9 +27,9 @@ $(STAMP): pyproject.toml constraints.txt $(LOCK)
 # requirements/overrides.txt says what is left out and why.
 lock: $(STAMP)
 	$(PY) -m pip install -q uv
-	$(VENV)/bin/uv pip compile pyproject.toml requirements/organism.in --extra dev \
+	$(VENV)/bin/uv pip compile pyproject.toml requirements/organism.in --extra dev --extra peers \
 	  --override requirements/overrides.txt --generate-hashes --python-version 3.11 \
-	  --python-platform x86_64-manylinux_2_28 -q -o $(LOCK)
+	  --python-platform x86_64-manylinux_2_28 --no-header -q -o $(LOCK)
 
 # The suite on the newest releases (no lock), in a venv of its own, so a break is seen the day it ships.
 test-latest:
@@ -39,6 +39,7 @@ test-latest:
 	$(LATEST_PY) -m pip install -q torch==2.13.0
 	$(LATEST_PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(LATEST_PY) -m pip install -q --no-deps -r requirements/organism.in
+	$(LATEST_PY) -m pip install -q --no-deps steering-vectors repeng  # the peers: their caps (transformers<5, numpy<2) are lifted
 	$(LATEST_PY) -m pip list 2>/dev/null | grep -iE '^(transformers|peft|trl|bitsandbytes|nnsight|transformer-lens) '
 	$(LATEST_PY) -m pytest -q -m "not slow and not gpu"
 
