@@ -8,6 +8,13 @@ capture_overhead <= 1.15, capture_vs_nnsight <= 1.0, capture_vs_transformer_lens
 sweep_cost <= 2.5 (steering the generated tokens, whose sweep shares each case's prefill; the same sweep
 steering every position, which cannot share it, is written beside it as sweep_cost_all_positions). Each ratio is
 written with the two timings it divides, so a reader can check it.
+
+Peers (issue 19), the same run, the same inputs: steering_vs_steering_vectors and steering_vs_repeng (our `steer`
+forward passes / the same forward passes under steering-vectors' `SteeringVector.apply` or repeng's `ControlModel`
+control, same layer, alpha and positions) and capture_vs_steering_vectors (our `capture` / steering-vectors'
+`record_activations` over the same batches), each goal <= 1.0. `bench_peers(model, tokenizer, texts)` runs them on
+any model; `--only peers` runs them alone (into runs/bench/bench_peers.json unless --out says otherwise).
+tests/test_peer_reference.py checks that the three steer to the same outputs where they should.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +43,20 @@ GOALS = {
     "batched_eval_speedup": (">=", 4.0),
     "sweep_cost": ("<=", 2.5),
 }
+PEER_GOALS = {
+    "steering_vs_steering_vectors": ("<=", 1.0),
+    "steering_vs_repeng": ("<=", 1.0),
+    "capture_vs_steering_vectors": ("<=", 1.0),
+}
+
+
+def judge(entry: dict[str, Any], op: str, goal: float) -> dict[str, Any]:
+    """`entry` with its ratio rounded and its goal and whether it is met added."""
+    ratio = entry["ratio"]
+    entry["ratio"] = round(ratio, 3)
+    entry["goal"] = f"{op} {goal}"
+    entry["met"] = ratio <= goal if op == "<=" else ratio >= goal
+    return entry
 
 
 def paired_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
@@ -157,13 +179,166 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
                         "positions": positions}  # fmt: skip
     results["sweep_cost_all_positions"]["ratio"] = round(results["sweep_cost_all_positions"]["ratio"], 3)
     for key, (op, goal) in GOALS.items():
-        ratio = results[key]["ratio"]
-        results[key]["ratio"] = round(ratio, 3)
-        results[key]["goal"] = f"{op} {goal}"
-        results[key]["met"] = ratio <= goal if op == "<=" else ratio >= goal
+        judge(results[key], op, goal)
+    results.update(bench_peers(model, tokenizer, prompts, repeats))
     if capture_cases:
         results["capture_peak_memory"] = capture_memory(capture_cases)
     return results
+
+
+# ------------------------------------------------------------------------------------------------------------ peers
+
+
+def import_repeng() -> Any:
+    """`import repeng` on numpy 2. repeng 0.4.0 names `np.float_` in annotations that run at import
+    (repeng/extract.py lines 230, 236, 239: `other: int | float | np.int_ | np.float_`), and numpy 2 removed that
+    alias, so a plain import raises AttributeError. The alias (np.float64, what it always meant) is put on numpy
+    for the import only and taken off again; nothing in repeng uses it at run time."""
+    import numpy as np
+
+    if "repeng" in sys.modules:
+        return sys.modules["repeng"]
+    missing = not hasattr(np, "float_")
+    if missing:
+        np.float_ = np.float64
+    try:
+        import repeng
+    finally:
+        if missing:
+            del np.float_
+    return repeng
+
+
+@contextmanager
+def repeng_control(model: Any, vector: Any, alpha: float) -> Iterator[Any]:
+    """repeng's control of `model` by `vector` (a `steering.vector.SteeringVector`) at `alpha` while the block
+    lasts: `ControlModel(model, layers)` wraps the decoder blocks in place (repeng/control.py: `layers[layer_id] =
+    ControlModule(layer)`), `set_control(ControlVector, coeff=alpha)` adds `coeff * directions[i]` to block i's
+    output, and `unwrap()` puts the original blocks back on exit, also on error. Yields the ControlModel."""
+    repeng = import_repeng()
+    directions = {layer: vector[layer].detach().float().cpu().numpy() for layer in vector.layers}
+    control = repeng.ControlModel(model, list(vector.layers))
+    try:
+        control.set_control(repeng.ControlVector(model_type=model.config.model_type, directions=directions), alpha)
+        yield control
+    finally:
+        control.unwrap()
+
+
+def left_padded_batches(tokenizer: Any, texts: Sequence[str], batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """The texts as `capture` runs them: sorted longest first, left padded, position ids counted from each row's
+    first real token (`probes.capture.pad_left`). repeng needs the position ids on a batch: on transformers 5 the
+    decoder hands every block [1, T] position ids when the caller gives none, and repeng's padding mask (built from
+    them) then fails to reshape to [B, T]."""
+    from probes.capture import _pad_id, pad_left
+
+    encoded = sorted((tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts), key=len, reverse=True)
+    batches = []
+    for i in range(0, len(encoded), batch_size):
+        ids, mask, positions = pad_left(encoded[i : i + batch_size], _pad_id(tokenizer))
+        batches.append({"input_ids": ids, "attention_mask": mask, "position_ids": positions})
+    return batches
+
+
+def bench_peers(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    repeats: int = 3,
+    *,
+    layer: int | None = None,
+    alpha: float = 4.0,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Our steering and capture against steering-vectors' and repeng's, on `model` (any Hugging Face causal LM
+    whose blocks sit at `model.layers`, as both peers expect), side by side, same inputs, medians of runs taken in
+    alternation (`paired_times`).
+
+    - steering_vs_steering_vectors / steering_vs_repeng: the decoder stack's forward passes (`model.model`, no KV
+      cache, no LM head: the head is the same work on every side and on long prompts most of it) over the
+      left-padded batches, with position ids, a random vector at `layer` (default: the middle block) added at
+      every position at `alpha`: our `steer(model, vector, alpha)` / steering-vectors' `SteeringVector({layer:
+      v}).apply(model, multiplier=alpha)` / repeng's `set_control(..., coeff=alpha)`. The context is entered once
+      around all batches on every side (steering-vectors guesses its layer names on entry, repeng wraps the
+      blocks).
+    - capture_vs_steering_vectors: every block's output at the last prompt position of every text: our
+      `capture(..., all_resid_post(model), "prompt_end")` against `record_activations(model)` around the decoder
+      stack's forward passes (`model.model`, no LM head, as the capture_overhead baseline), each side tokenizing
+      and padding its own batches, then keeping the last column of each recorded [B, T, d]."""
+    import steering_vectors
+
+    from probes.capture import capture
+    from probes.hook_points import all_resid_post
+    from steering.apply import steer
+    from steering.vector import SteeringVector
+    from toolprior.modeling import decoder_layers, text_config
+
+    n_layers = len(decoder_layers(model))
+    layer = n_layers // 2 if layer is None else layer
+    d = int(text_config(model).hidden_size)
+    g = torch.Generator().manual_seed(0)
+    ours_vector = SteeringVector({layer: torch.randn(d, generator=g) / d**0.5})
+    their_vector = steering_vectors.SteeringVector({layer: ours_vector[layer]})
+    batches = left_padded_batches(tokenizer, texts, batch_size)
+    results: dict[str, Any] = {}
+
+    stack = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+    def forwards() -> None:
+        with torch.inference_mode():
+            for batch in batches:
+                stack(**batch, use_cache=False)
+
+    def under(context: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            with context():
+                forwards()
+
+        return run
+
+    ours_steer = under(lambda: steer(model, ours_vector, alpha))
+    sv_steer = under(lambda: their_vector.apply(model, multiplier=alpha))
+    repeng_steer = under(lambda: repeng_control(model, ours_vector, alpha))
+    for key, theirs in (("steering_vs_steering_vectors", sv_steer), ("steering_vs_repeng", repeng_steer)):
+        theirs_s, ours_s = paired_times(theirs, ours_steer, 3 * repeats)
+        results[key] = {"ratio": ours_s / theirs_s, "ours_s": ours_s, "theirs_s": theirs_s}
+
+    hooks = all_resid_post(model)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ordered = sorted(texts, key=lambda t: len(tokenizer(t, add_special_tokens=False)["input_ids"]), reverse=True)
+
+    def ours_capture() -> Any:
+        return capture(model, tokenizer, ordered, hooks, "prompt_end", batch_size=batch_size)
+
+    def sv_capture() -> dict[int, torch.Tensor]:
+        from probes.capture import pad_left
+
+        rows: dict[int, list[torch.Tensor]] = {i: [] for i in range(n_layers)}
+        with torch.inference_mode(), steering_vectors.record_activations(model) as recorded:
+            for i in range(0, len(ordered), batch_size):
+                encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in ordered[i : i + batch_size]]
+                ids, mask, positions = pad_left(encoded, pad_id)
+                stack(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+                for j in range(n_layers):
+                    rows[j].append(recorded[j].pop()[:, -1])
+        return {j: torch.cat(parts) for j, parts in rows.items()}
+
+    theirs_s, ours_s = paired_times(sv_capture, ours_capture, 3 * repeats)
+    results["capture_vs_steering_vectors"] = {"ratio": ours_s / theirs_s, "ours_s": ours_s, "theirs_s": theirs_s}
+    for key, (op, goal) in PEER_GOALS.items():
+        judge(results[key], op, goal)
+        results[key]["layer"] = layer
+    return results
+
+
+def bench_peers_only(repeats: int) -> dict[str, Any]:
+    """`bench_peers` on the bench's model and prompts (the same 64 prompts `bench` uses)."""
+    from toolprior.chat_template import render_prompt
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, tokenizer, cases = build_world(Path(tmp))
+    prompts = sorted((render_prompt(tokenizer, c) for c in cases[:64]), key=len, reverse=True)
+    return bench_peers(model, tokenizer, prompts, repeats)
 
 
 def capture_memory(n: int) -> dict[str, Any]:
@@ -201,18 +376,24 @@ print(before, after, disk)
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/bench.json"))
+    parser.add_argument("--out", type=Path, default=None, help="default runs/bench/bench.json (bench_peers.json)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--capture-cases", type=int, default=5000, help="0 skips the memory measurement")
+    parser.add_argument("--only", choices=("all", "peers"), default="all", help="peers: the peer comparisons only")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from toolprior.atomic import atomic_write_text
 
-    results = bench(args.repeats, args.capture_cases)
-    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    if args.only == "peers":
+        results = bench_peers_only(args.repeats)
+        out = args.out or Path("runs/bench/bench_peers.json")
+    else:
+        results = bench(args.repeats, args.capture_cases)
+        out = args.out or Path("runs/bench/bench.json")
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key:30s} {json.dumps(value)}")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
