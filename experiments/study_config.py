@@ -187,6 +187,8 @@ class ProbeSettings:
     position: str = field(default="decision", metadata=check(choices=POSITION_RULES))
     max_cases: int = field(default=600, metadata=check(ge=1))
     patching_pairs: int = field(default=24, metadata=check(ge=1))
+    patching_positions: int = field(default=12, metadata=check(ge=1))  # the last k positions of each twin prompt
+    patching_heads: bool = True  # per-head patching as well as per layer (a pass per head and position)
 
 
 @dataclass

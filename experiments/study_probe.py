@@ -27,7 +27,7 @@ def stage_probe(study: Study) -> dict[str, Any]:
             "data": {"cases": [str(study.data_dir / "train.jsonl")], "splits": ["train"], "max_cases": p.max_cases},
             "capture": {"positions": [p.position, "prompt_end"], "hooks": ["resid_post"]},
             "probes": {"tasks": ["clarify_vs_call_tool"], "methods": ["logreg", "mass_mean"]},
-            "patching": {"max_pairs": p.patching_pairs},
+            "patching": {"max_pairs": p.patching_pairs, "k": p.patching_positions, "heads": p.patching_heads},
             "report": {"position": p.position},
         },
         file="<study probe settings>",

@@ -51,3 +51,29 @@ def test_sweep_layers_surround_the_probes_best_layer(tmp_path):
     assert study.steering_layers(model) == [1]
     config.steering.layers_around_probe = 1
     assert study.steering_layers(model) == [0, 1]  # clipped to the model's layers
+
+
+def test_merged_agent_gives_the_unmerged_agents_logits_on_a_padded_batch(tmp_path, tiny_tokenizer):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tests.conftest import make_tiny_qwen3
+    from toolprior.modeling import load_model
+
+    base = tmp_path / "base"
+    make_tiny_qwen3(tiny_tokenizer, seed=0, layers=2).save_pretrained(base)
+    tiny_tokenizer.save_pretrained(base)
+    lora = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)  # random B: the adapter matters
+    get_peft_model(make_tiny_qwen3(tiny_tokenizer, seed=0, layers=2), lora).save_pretrained(tmp_path / "adapter")
+    overrides = [f"out_dir={tmp_path}", f"base={base}", "quantize=none", "merge_adapters=true"]
+    study = Study(load_config(StudyConfig, "experiments/configs/demo_tiny.yaml", overrides=overrides), progress=False)
+    merged, _ = study.agent(tmp_path / "adapter")
+    unmerged = load_model(base, adapter=tmp_path / "adapter")
+    plain = load_model(base)
+    tiny_tokenizer.padding_side = "left"
+    batch = tiny_tokenizer(["call the tool now", "ask"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want, got, without = (m(**batch).logits for m in (unmerged, merged, plain))
+    real = batch["attention_mask"].bool()
+    assert not hasattr(merged, "peft_config")  # folded into the weights
+    assert torch.allclose(got[real], want[real], atol=1e-4) and not torch.allclose(got[real], without[real], atol=1e-3)
