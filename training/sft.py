@@ -18,7 +18,13 @@ from typing import Any
 from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
 from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, check, dump_yaml, known, max_steps_rule
-from training.checkpoints import last_complete_checkpoint
+from training.checkpoints import (
+    finish_from_checkpoint,
+    keep_4bit_layout_for_training,
+    keep_dtypes_on_resume,
+    last_complete_checkpoint,
+    stopped_at,
+)
 
 QUANTIZE = known("toolprior.modeling", "QUANTIZE")
 DTYPES = known("toolprior.modeling", "DTYPES")
@@ -369,12 +375,19 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         callbacks=callbacks,
     )
     expose_head_bias(trainer.model)
+    keep_dtypes_on_resume(trainer)
+    keep_4bit_layout_for_training(trainer.model)
     last = last_complete_checkpoint(out)
     cuda = torch.cuda.is_available() and not use_cpu
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
+    train_loss = None
+    if stopped_at(last, trainer.args) is not None:  # killed after training had ended, before the adapter was written
+        finish_from_checkpoint(trainer, last)
+    else:
+        output = trainer.train(resume_from_checkpoint=last)
+        train_loss = float(output.training_loss) if output.training_loss is not None else None
     seconds = time.perf_counter() - start
     peak = int(torch.cuda.max_memory_allocated()) if cuda else None
     tokens = max((int(h["num_tokens"]) for h in trainer.state.log_history if "num_tokens" in h), default=None)
@@ -392,7 +405,7 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
         adapter_dir=adapter_dir,
         train_seconds=seconds,
         steps=int(trainer.state.global_step),
-        train_loss=float(output.training_loss) if output.training_loss is not None else None,
+        train_loss=train_loss,
         best_eval_loss=float(best) if best is not None else (min(eval_losses) if eval_losses else None),
         trainable_params=int(trainable),
         resumed_from=last,

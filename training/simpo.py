@@ -54,6 +54,7 @@ from typing import Any
 from toolprior.atomic import atomic_write_text
 from toolprior.config import INPUT_PATH, MODEL_PATH, check, dump_yaml, known, max_steps_rule
 from toolprior.errors import InputError, Problem
+from training.checkpoints import finish_from_checkpoint, keep_dtypes_on_resume, stopped_at
 from training.pairs import Pair
 from training.sft import TrainingSection as SFTTrainingSection
 
@@ -403,8 +404,14 @@ def _run(method: str, config: Any, max_length: int, settings: dict[str, Any], bu
     keep = _KeepTrainableWeights(model)
     trainer = build(model, tokenizer, dataset)
     keep.restore(trainer.model)
+    keep_dtypes_on_resume(trainer)
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
+    train_loss = None
+    if stopped_at(last, trainer.args) is not None:  # killed after training had ended, before the adapter was written
+        finish_from_checkpoint(trainer, last)
+    else:
+        output = trainer.train(resume_from_checkpoint=last)
+        train_loss = float(output.training_loss) if output.training_loss is not None else None
     seconds = time.perf_counter() - start
 
     adapter_dir = out / "adapter"
@@ -417,7 +424,6 @@ def _run(method: str, config: Any, max_length: int, settings: dict[str, Any], bu
     tokenizer.save_pretrained(adapter_dir)
     history = trainer.state.log_history
     logged = [h for h in history if "loss" in h]
-    train_loss = float(output.training_loss) if output.training_loss is not None else None
     result = PreferenceResult(
         method=method,
         output_dir=out,
