@@ -93,7 +93,9 @@ class Ablation:
         from training.benchmark import write_benchmark
 
         folder = self.root / "data" / _key(to_plain(settings))
-        if not (folder / "eval.jsonl").is_file():
+        # benchmark.json is written last: a benchmark killed half-way (eval.jsonl there, eval_novel.jsonl not) is
+        # written again rather than used
+        if not (folder / "benchmark.json").is_file():
             write_benchmark(folder, seed=settings.seed, config=settings.benchmark_config())
         return folder
 

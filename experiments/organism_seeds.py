@@ -52,12 +52,14 @@ def run_seed(
     times_path = out / f"times_seed{seed}.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     base = Path(base_model) if base_model != "organism" else out / f"base_seed{seed}"
-    if base_model == "organism" and not (base / "model.safetensors").exists():
+    # Each step is done when the file its command writes last is there (a kill can leave the others half-written):
+    # base_recipe.json after the base, train_summary.json after the adapter, benchmark.json after a benchmark.
+    if base_model == "organism" and not (base / "base_recipe.json").exists():
         times["base_s"] = _cli("train", "base", "--out", str(base), "--seed", str(seed))
     results: dict[str, Any] = {}
     for mix, data in data_dirs.items():
         sft, ev = out / f"sft_{mix}_seed{seed}", out / f"eval_{mix}_seed{seed}"
-        if not (sft / "adapter").exists():
+        if not (sft / "train_summary.json").exists():
             times[f"sft_{mix}_s"] = _cli(
                 "train", "sft", sft_config, "--output-dir", str(sft),
                 "--set", f"model.base={base}", "--set", f"training.seed={seed}", "--set", f"data.dir={data}",
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     data_dirs = {mix: args.out / f"data_{mix}" for mix in args.mixes}
     for mix, folder in data_dirs.items():
-        if not (folder / "eval.jsonl").exists():
+        if not (folder / "benchmark.json").exists():
             _cli("data", "generate", "--out", str(folder), "--seed", str(args.data_seed), "--mix", MIXES[mix])
     runs = [
         run_seed(args.out, seed, data_dirs, args.base, args.sft_config, args.quantize, args.dtype)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
 from toolprior.config import check, known
 
@@ -247,7 +248,7 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
         train_seconds=elapsed,
     )
     recipe = {"config": config.to_dict(), **{k: v for k, v in asdict(result).items() if k != "out_dir"}}
-    (out_dir / "base_recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
+    atomic_write_text(out_dir / "base_recipe.json", json.dumps(recipe, indent=2) + "\n")  # last: marks it whole
     return result
 
 
