@@ -72,12 +72,13 @@ def config_hash(identity: dict[str, Any]) -> str:
 
 
 def base_fingerprint(base: str) -> str | None:
-    """The prepared base's fingerprint from its source.json (smollm2), None for other bases."""
+    """The prepared base's fingerprint from its source.json (smollm2, converted from its wheel first if this is its
+    first use), None for other bases."""
     if base != "smollm2":
         return None
-    from toolprior.model_source import prepared_folder, read_source
+    from toolprior.model_source import prepare_smollm2, read_source
 
-    return str(read_source(prepared_folder())["fingerprint"])
+    return str(read_source(prepare_smollm2())["fingerprint"])
 
 
 def _git_commit() -> str | None:
