@@ -78,7 +78,9 @@ def base_fingerprint(base: str) -> str | None:
         return None
     from toolprior.model_source import prepare_smollm2, read_source
 
-    return str(read_source(prepare_smollm2())["fingerprint"])
+    fingerprint = read_source(prepare_smollm2())["fingerprint"]
+    # the id alone: the rest names the folder it was read from, which differs between machines and caches
+    return str(fingerprint["id"] if isinstance(fingerprint, dict) else fingerprint)
 
 
 def _git_commit() -> str | None:

@@ -5,6 +5,7 @@ study refuses it when any of those differ."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -38,6 +39,8 @@ def test_sidecar_matches_the_shipped_sft_config():
     sidecar = read_sidecar(ORGANISM_DIR)
     assert sidecar["config_hash"] == config_hash(config_identity(load_sft_config()))
     assert sidecar["sft_config"] == "experiments/configs/sft_smollm2.yaml" and sidecar["base"] == "smollm2"
+    # the fingerprint's id alone: a folder path in it would differ on every machine (a fresh clone caught that)
+    assert re.fullmatch(r"[0-9a-f]{16}", sidecar["base_fingerprint"])
 
 
 def test_sidecar_names_the_train_and_val_files_the_generator_writes(seed7_benchmark):
