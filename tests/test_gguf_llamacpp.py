@@ -10,11 +10,9 @@ Its libraries need glibc 2.38 for four C23 names (`__isoc23_strtol`, `_strtoul`,
 2.36 (Debian 12) they load once `patchelf --clear-symbol-version` has unversioned those four, the GLIBC_2.38
 requirement is flagged VER_FLG_WEAK, and LD_PRELOAD names a shim that maps them to strtol & co.
 
-llama.cpp's loader for `--control-vector` (`common_control_vector_load_one`, common/common.cpp) is in its static
-common library, not in libllama, so `load_control_vector` below does what it does, over llama.cpp's own GGUF
-parser (`gguf_init_from_file` and friends from libggml-base): refuse `direction.0` and non-F32 tensors, put
-`direction.k` times the strength at row k - 1, sum repeats; then `llama_set_adapter_cvec(ctx, data, len, n_embd,
-1, n_layer)` as `common_init_from_params` calls it with the default --control-vector-layer-range. Everything after
+The loader (`steering.llamacpp.LlamaCpp`, shared with experiments/llamacpp_agreement.py and the organism check in
+tests/test_llamacpp_organism.py) does what llama.cpp's `--control-vector` loader does, over llama.cpp's own GGUF
+parser, then calls `llama_set_adapter_cvec` as `common_init_from_params` does (see its docstring). Everything after
 that (which block adds which row, and the sign) is llama.cpp's own code.
 """
 
@@ -29,26 +27,12 @@ import torch
 
 from steering.apply import steer
 from steering.gguf_io import export_gguf
+from steering.llamacpp import LlamaCpp, LlamaCppUnavailable
 from steering.vector import SteeringVector
 from tests.test_gguf_io import REPENG_FILE, make_tiny_llama
 
 bindings = pytest.importorskip("llama_cpp_py_sync._cffi_bindings", reason="no prebuilt llama.cpp bindings here")
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-GGML_TYPE_F32 = 0
-GGUF_CDEF = """
-struct gguf_context;
-struct ggml_context;
-struct gguf_init_params { bool no_alloc; struct ggml_context ** ctx; };
-struct gguf_context * gguf_init_from_file(const char * fname, struct gguf_init_params params);
-void gguf_free(struct gguf_context * ctx);
-int64_t gguf_get_n_tensors(const struct gguf_context * ctx);
-const char * gguf_get_tensor_name(const struct gguf_context * ctx, int64_t tensor_id);
-int gguf_get_tensor_type(const struct gguf_context * ctx, int64_t tensor_id);
-size_t gguf_get_tensor_offset(const struct gguf_context * ctx, int64_t tensor_id);
-size_t gguf_get_tensor_size(const struct gguf_context * ctx, int64_t tensor_id);
-size_t gguf_get_data_offset(const struct gguf_context * ctx);
-"""
 
 
 def permute(weights: np.ndarray, heads: int) -> np.ndarray:
@@ -111,87 +95,13 @@ def write_llama_gguf(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-class LlamaCpp:
-    """One llama.cpp model and context over the prebuilt libllama (F32 KV cache, no flash attention: exact)."""
-
-    def __init__(self, model_path: Path) -> None:
-        from cffi import FFI
-
-        try:
-            self.lib = bindings.get_lib()
-        except RuntimeError as err:  # e.g. built against a newer glibc than this machine's
-            pytest.skip(f"the llama.cpp bindings do not load here: {err}")
-        self.ffi = bindings.ffi
-        self.gguf_ffi = FFI()
-        self.gguf_ffi.cdef(GGUF_CDEF)
-        self.gguf = self.gguf_ffi.dlopen(str(Path(bindings.__file__).with_name("libggml-base.so.0")))
-        self.lib.llama_backend_init()
-        params = self.lib.llama_model_default_params()
-        params.n_gpu_layers = 0
-        self.model = self.lib.llama_model_load_from_file(str(model_path).encode(), params)
-        assert self.model != self.ffi.NULL, "llama.cpp did not load the tiny Llama"
-        ctx_params = self.lib.llama_context_default_params()
-        ctx_params.n_ctx, ctx_params.n_batch, ctx_params.n_ubatch = 64, 64, 64
-        ctx_params.n_threads = ctx_params.n_threads_batch = 1
-        ctx_params.type_k = ctx_params.type_v = GGML_TYPE_F32
-        ctx_params.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
-        self.ctx = self.lib.llama_init_from_model(self.model, ctx_params)
-        assert self.ctx != self.ffi.NULL
-        self.n_layer = self.lib.llama_model_n_layer(self.model)
-        self.n_embd = self.lib.llama_model_n_embd(self.model)
-        self.n_vocab = self.lib.llama_vocab_n_tokens(self.lib.llama_model_get_vocab(self.model))
-
-    def load_control_vector(self, path: Path, strength: float) -> None:
-        """`--control-vector-scaled PATH STRENGTH` (see the module docstring)."""
-        ctx = self.gguf.gguf_init_from_file(str(path).encode(), {"no_alloc": True, "ctx": self.gguf_ffi.NULL})
-        assert ctx != self.gguf_ffi.NULL, f"llama.cpp's GGUF parser refused {path}"
-        raw = path.read_bytes()
-        rows: dict[int, np.ndarray] = {}
-        try:
-            for i in range(self.gguf.gguf_get_n_tensors(ctx)):
-                name = self.gguf_ffi.string(self.gguf.gguf_get_tensor_name(ctx, i)).decode()
-                prefix, _, index = name.partition(".")
-                assert prefix == "direction" and int(index) > 0, f"llama.cpp would refuse tensor {name}"
-                assert self.gguf.gguf_get_tensor_type(ctx, i) == GGML_TYPE_F32, f"{name} is not F32"
-                start = self.gguf.gguf_get_data_offset(ctx) + self.gguf.gguf_get_tensor_offset(ctx, i)
-                values = np.frombuffer(raw, np.float32, self.gguf.gguf_get_tensor_size(ctx, i) // 4, start)
-                assert values.shape[0] == self.n_embd
-                rows[int(index)] = rows.get(int(index), 0) + values * np.float32(strength)
-        finally:
-            self.gguf.gguf_free(ctx)
-        data = np.zeros((max(rows), self.n_embd), np.float32)  # row k - 1 holds direction.k; no row for layer 0
-        for k, values in rows.items():
-            data[k - 1] = values
-        self._cvec = self.ffi.new("float[]", data.ravel().tolist())
-        err = self.lib.llama_set_adapter_cvec(self.ctx, self._cvec, data.size, self.n_embd, 1, self.n_layer)
-        assert err == 0, f"llama_set_adapter_cvec failed ({err})"
-
-    def clear_control_vector(self) -> None:
-        assert self.lib.llama_set_adapter_cvec(self.ctx, self.ffi.NULL, 0, self.n_embd, -1, -1) == 0
-
-    def logits(self, ids: list[int]) -> torch.Tensor:
-        """[1, T, vocab] logits at every position of one fresh sequence."""
-        self.lib.llama_memory_clear(self.lib.llama_get_memory(self.ctx), True)
-        batch = self.lib.llama_batch_init(len(ids), 0, 1)
-        try:
-            batch.n_tokens = len(ids)
-            for t, token in enumerate(ids):
-                batch.token[t], batch.pos[t], batch.n_seq_id[t], batch.logits[t] = token, t, 1, 1
-                batch.seq_id[t][0] = 0
-            assert self.lib.llama_decode(self.ctx, batch) == 0
-            rows = [
-                np.frombuffer(self.ffi.buffer(self.lib.llama_get_logits_ith(self.ctx, t), 4 * self.n_vocab), np.float32)
-                for t in range(len(ids))
-            ]
-        finally:
-            self.lib.llama_batch_free(batch)
-        return torch.from_numpy(np.stack(rows).copy())[None]
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, LlamaCpp]:
     model = make_tiny_llama()
-    return model, LlamaCpp(write_llama_gguf(model, tmp_path_factory.mktemp("llamacpp") / "tiny-llama-f32.gguf"))
+    try:
+        return model, LlamaCpp(write_llama_gguf(model, tmp_path_factory.mktemp("llamacpp") / "tiny-llama-f32.gguf"))
+    except LlamaCppUnavailable as err:  # e.g. built against a newer glibc than this machine's
+        pytest.skip(str(err))
 
 
 def hf_logits(model: torch.nn.Module, ids: list[int], vector: SteeringVector | None = None, alpha: float = 0.0) -> Any:
