@@ -264,12 +264,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from steering.gguf_io import export_gguf
-    from steering.llamacpp import LlamaCppUnavailable, load_bindings
+    from steering.llamacpp import LlamaCppUnavailable, load_library
     from toolprior.case_io import read_cases
     from toolprior.commands.steer import read_vector
 
     try:
-        load_bindings()
+        load_library()
     except LlamaCppUnavailable as err:
         raise Skip(str(err)) from None
     converter = None if args.gguf else find_converter(args.converter)

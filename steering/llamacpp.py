@@ -66,6 +66,16 @@ def load_bindings() -> ModuleType:
         ) from None
 
 
+def load_library() -> tuple[ModuleType, Any]:
+    """(the bindings, the loaded libllama), or LlamaCppUnavailable with the loader's reason in one line."""
+    bindings = load_bindings()
+    try:
+        return bindings, bindings.get_lib()
+    except (OSError, RuntimeError) as err:  # e.g. built against a newer glibc than this machine's
+        reason = " ".join(str(err).split())
+        raise LlamaCppUnavailable(f"the llama.cpp bindings do not load here: {reason}") from None
+
+
 _LOG_CALLBACK: Any = None  # llama.cpp keeps the pointer: the callback must outlive every context
 
 
@@ -97,11 +107,7 @@ class LlamaCpp:
     ) -> None:
         from cffi import FFI
 
-        bindings = load_bindings()
-        try:
-            self.lib = bindings.get_lib()
-        except (OSError, RuntimeError) as err:  # e.g. built against a newer glibc than this machine's
-            raise LlamaCppUnavailable(f"the llama.cpp bindings do not load here: {err}") from None
+        bindings, self.lib = load_library()
         self.ffi = bindings.ffi
         if quiet:
             self.lib.llama_log_set(_quiet_log(self.ffi), self.ffi.NULL)

@@ -28,7 +28,7 @@ from experiments.llamacpp_agreement import (
     load_organism,
 )
 from steering.gguf_io import export_gguf
-from steering.llamacpp import LlamaCpp, LlamaCppUnavailable
+from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
 from steering.vector import SteeringVector
 from toolprior.case_io import case_from_dict
 
@@ -84,6 +84,15 @@ def _cases() -> tuple[list, dict[str, str]]:
     return cases, thinks
 
 
+@pytest.fixture(scope="module", autouse=True)
+def llama_cpp_loads() -> None:
+    """Skip before merging and converting where the libraries do not load (e.g. a glibc older than theirs)."""
+    try:
+        load_library()
+    except LlamaCppUnavailable as err:
+        pytest.skip(str(err))
+
+
 @pytest.fixture(scope="module")
 def organism(smollm2_folder):
     return load_organism(smollm2_folder)
@@ -113,10 +122,7 @@ def test_organism_decisions_in_llama_cpp_match_steer(organism, organism_gguf, tm
     inputs = decision_inputs(tokenizer, *_cases())
     tag_ids = torch.tensor(list(tags.values()))
     unsteered = {case_id: hf_decision_logits(model, ids) for case_id, _, ids in inputs}
-    try:
-        cpp = LlamaCpp(organism_gguf, n_ctx=512, quiet=True)
-    except LlamaCppUnavailable as err:
-        pytest.skip(str(err))
+    cpp = LlamaCpp(organism_gguf, n_ctx=512, quiet=True)
     try:
         for alpha in ALPHAS:
             if alpha:
