@@ -213,10 +213,7 @@ def compare(
         theirs: dict[tuple[str, float], Any] = {}
         try:
             for alpha in alphas:
-                if alpha:
-                    cpp.load_control_vector(vector_gguf, alpha)
-                else:
-                    cpp.clear_control_vector()
+                cpp.set_control_vector(vector_gguf, alpha)
                 for case_id, _, ids in inputs:
                     theirs[case_id, alpha] = cpp.logits(ids, last_only=True)[0, -1]
         finally:

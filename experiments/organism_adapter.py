@@ -19,12 +19,12 @@ import hashlib
 import json
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from toolprior.atomic import atomic_write_text
+from toolprior.atomic import atomic_folder, atomic_write_text
 from toolprior.errors import InputError, Problem
+from toolprior.model_source import file_sha256
 
 ORGANISM_DIR = Path(__file__).resolve().parent / "organism" / "smollm2"
 SIDECAR = "organism.json"
@@ -33,14 +33,6 @@ DATA_SEED = 7
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # Paths that name where one run wrote or read its files, not what was trained: left out of the config identity.
 RUN_PATHS = (("output_dir",), ("data", "dir"))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def config_identity(config: Any) -> dict[str, Any]:
@@ -123,18 +115,12 @@ def export(
         "weights_dtype": "bfloat16" if exact else "float32",
         "train": {k: summary.get(k) for k in ("steps", "train_seconds", "best_eval_loss", "train_cases", "val_cases")},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the shipped folder is read by whoever runs the demo
-    (staging / "adapter").mkdir()
-    save_file(stored, str(staging / "adapter" / "adapter_model.safetensors"))
-    shutil.copy2(sft_run / "adapter" / "adapter_config.json", staging / "adapter" / "adapter_config.json")
-    atomic_write_text(staging / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        out.rename(old)
-    staging.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(out) as staging:
+        staging.chmod(0o755)  # mkdtemp makes it private; the shipped folder is read by whoever runs the demo
+        (staging / "adapter").mkdir()
+        save_file(stored, str(staging / "adapter" / "adapter_model.safetensors"))
+        shutil.copy2(sft_run / "adapter" / "adapter_config.json", staging / "adapter" / "adapter_config.json")
+        atomic_write_text(staging / SIDECAR, json.dumps(sidecar, indent=2) + "\n")
     return out
 
 
@@ -184,14 +170,10 @@ def verify(folder: Path, config: Any, data_dir: Path) -> dict[str, Any]:
 
 def install(folder: Path, dest: Path) -> None:
     """Copy the shipped adapter into a run's `sft/adapter` folder (whole or not at all)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=dest.parent))
-    for name in ADAPTER_FILES:
-        shutil.copy2(Path(folder) / "adapter" / name, staging / name)
-    shutil.copy2(Path(folder) / SIDECAR, staging / SIDECAR)
-    if dest.exists():
-        shutil.rmtree(dest)
-    staging.rename(dest)
+    with atomic_folder(dest) as staging:
+        for name in ADAPTER_FILES:
+            shutil.copy2(Path(folder) / "adapter" / name, staging / name)
+        shutil.copy2(Path(folder) / SIDECAR, staging / SIDECAR)
 
 
 def load_sft_config(path: str = SFT_CONFIG, overrides: list[str] | None = None) -> Any:

@@ -168,6 +168,13 @@ class LlamaCpp:
         if err != 0:
             raise RuntimeError(f"llama_set_adapter_cvec failed ({err})")
 
+    def set_control_vector(self, path: str | os.PathLike[str], strength: float) -> None:
+        """The control vector at `strength`, or none at strength 0 (llama.cpp unsteered)."""
+        if strength:
+            self.load_control_vector(path, strength)
+        else:
+            self.clear_control_vector()
+
     def clear_control_vector(self) -> None:
         if self.lib.llama_set_adapter_cvec(self.ctx, self.ffi.NULL, 0, self.n_embd, -1, -1) != 0:
             raise RuntimeError("llama_set_adapter_cvec could not clear the control vector")

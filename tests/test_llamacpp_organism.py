@@ -125,10 +125,7 @@ def test_organism_decisions_in_llama_cpp_match_steer(organism, organism_gguf, tm
     cpp = LlamaCpp(organism_gguf, n_ctx=512, quiet=True)
     try:
         for alpha in ALPHAS:
-            if alpha:
-                cpp.load_control_vector(vector_file, alpha)
-            else:
-                cpp.clear_control_vector()
+            cpp.set_control_vector(vector_file, alpha)
             for case_id, _, ids in inputs:
                 theirs = cpp.logits(ids, last_only=True)[0, -1]
                 ours = hf_decision_logits(model, ids, vector, alpha) if alpha else unsteered[case_id]

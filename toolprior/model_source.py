@@ -25,13 +25,12 @@ import csv
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from toolprior.atomic import atomic_folder
 from toolprior.errors import InputError, Problem
 
 NAME = "smollm2"
@@ -65,7 +64,7 @@ def _record_hash(dist: metadata.Distribution, relpath: str) -> tuple[str, int] |
     return None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -93,7 +92,7 @@ def locate_gguf(wheel: str = WHEEL, relpath: str = GGUF_PATH) -> tuple[Path, str
         )
     digest, size = expected
     actual_size = path.stat().st_size
-    if actual_size != size or _sha256(path) != digest:
+    if actual_size != size or file_sha256(path) != digest:
         what = f"truncated ({actual_size} of {size} bytes)" if actual_size != size else "corrupted (sha256 differs)"
         raise InputError(Problem(str(path), None, None, f"{what}; reinstall it: `{INSTALL_HINT} --force-reinstall`"))
     return path, digest
@@ -172,9 +171,7 @@ def prepare_smollm2(force: bool = False) -> Path:
         read_source(target)
         return target
     gguf, digest = locate_gguf()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{FOLDER_NAME}-", dir=target.parent))
-    try:
+    with atomic_folder(target) as work:
         convert(gguf, work)
         from toolprior.modeling import load_model, model_fingerprint
 
@@ -187,10 +184,4 @@ def prepare_smollm2(force: bool = False) -> Path:
             "file_sizes": {name: (work / name).stat().st_size for name in FOLDER_FILES},
         }
         (work / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return target
