@@ -1,10 +1,11 @@
 """The eval harness: generation, the tool simulator and multi-turn loop, scoring, forensics, reports."""
 
-from evals.generation import GenerationBatch, generate
+from evals.generation import generate
 from evals.harness import HarnessConfig, evaluate
 from evals.report import write_eval_report
 from evals.scoring import score
-from evals.verdicts import Verdict, read_verdicts, write_verdicts
+from toolprior.generation_batch import GenerationBatch
+from toolprior.verdict import Verdict, read_verdicts, write_verdicts
 
 __all__ = [
     "GenerationBatch",

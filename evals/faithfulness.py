@@ -48,11 +48,11 @@ from typing import Any
 from evals.forensics import RuleThinkJudge, split_sentences
 from evals.generation import generate
 from evals.statistics import wilson_interval
-from evals.verdicts import UNPARSED, Verdict
 from toolprior.actions import Action
 from toolprior.cases import Case
 from toolprior.chat_template import render_prompt
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN, OutputParser, parse_turn
+from toolprior.verdict import UNPARSED, Verdict
 
 DIGITS = 4
 INTERVENTIONS: tuple[str, ...] = ("truncate", "filler", "flip")

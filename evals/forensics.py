@@ -38,7 +38,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from evals.statistics import wilson_interval
-from evals.verdicts import Verdict
 from toolprior.actions import ACTION_NAMES, Action
 from toolprior.cases import Case, ToolCall, ToolSpec
 from toolprior.output_format import THINK_CLOSE
@@ -71,6 +70,7 @@ from toolprior.think_judge import (  # noqa: F401  (re-exported: the judge moved
     _scope_start,
     split_sentences,
 )
+from toolprior.verdict import Verdict
 
 DIGITS = 4
 CALL_TOOL = Action.CALL_TOOL.value

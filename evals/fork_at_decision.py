@@ -51,7 +51,7 @@ def forked_generate(
 ) -> list[list[int]]:
     """New tokens per row of `batch` (a `GenerationBatch`), each cut after its first stop token: think once per
     distinct prompt, then the steered rest per row (see the module docstring)."""
-    from evals.generation import GenerationBatch
+    from toolprior.generation_batch import GenerationBatch
 
     ids, mask = batch.input_ids, batch.attention_mask
     inverse_list = distinct_rows(ids, mask)[1].tolist()

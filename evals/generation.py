@@ -7,37 +7,12 @@ Prompts are sorted by length before batching (less padding), and outputs come ba
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-
-@dataclass(frozen=True)
-class GenerationBatch:
-    """One left-padded batch as the model sees it. A steering context built from it knows, per row, where the
-    prompt starts (`pad_lengths`) and where generation begins (column `input_ids.shape[1]`)."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    rows: tuple[int, ...]
-
-    @property
-    def prompt_width(self) -> int:
-        return int(self.input_ids.shape[1])
-
-    @property
-    def pad_lengths(self) -> torch.Tensor:
-        return (self.attention_mask == 0).sum(dim=1)
-
-    @property
-    def prompt_lengths(self) -> torch.Tensor:
-        return self.attention_mask.sum(dim=1)
-
-
-SteeringFactory = Callable[[GenerationBatch], AbstractContextManager[Any]]
+from toolprior.generation_batch import GenerationBatch, SteeringFactory
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:

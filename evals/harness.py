@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.generation import SteeringFactory, generate
+from evals.generation import generate
 from evals.simulator import SimulatedUser, ToolSimulator, mode_for
-from evals.verdicts import Verdict, verdict_for
+from evals.verdicts import verdict_for
 from toolprior.actions import Action
 from toolprior.cases import Case
 from toolprior.chat_template import case_to_chat
+from toolprior.generation_batch import SteeringFactory
 from toolprior.output_format import ParsedTurn, parse_turn
+from toolprior.verdict import Verdict
 
 MAX_TURNS = 16
 

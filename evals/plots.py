@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from evals.verdicts import UNPARSED
 from toolprior.actions import ACTION_NAMES
 from toolprior.figures import save_figure
+from toolprior.verdict import UNPARSED
 
 _save = save_figure
 

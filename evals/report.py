@@ -16,11 +16,11 @@ from typing import Any
 from evals.plots import plot_confusion, plot_methods_per_action, plot_per_action, plot_per_category
 from evals.scoring import score
 from evals.statistics import mcnemar
-from evals.verdicts import Verdict, read_verdicts, write_verdicts
 from toolprior.actions import ACTION_NAMES
 from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
 from toolprior.errors import InputError, Problem
+from toolprior.verdict import Verdict, read_verdicts, write_verdicts
 
 
 def eval_block(cases: Sequence[Case]) -> dict[str, Any]:

@@ -35,8 +35,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from evals.statistics import wilson_interval
-from evals.verdicts import UNPARSED, Verdict
 from toolprior.actions import ACTION_NAMES, CATEGORIES, EXTERNAL_CATEGORIES, SPLITS
+from toolprior.verdict import UNPARSED, Verdict
 
 DIGITS = 4
 CALL_TOOL = "call_tool"

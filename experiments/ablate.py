@@ -168,7 +168,7 @@ class Ablation:
 
     def evaluate(self, folder: Path, cases: list[Any]) -> dict[str, Any]:
         from evals.harness import evaluate
-        from evals.verdicts import write_verdicts
+        from toolprior.verdict import write_verdicts
 
         model, tokenizer = self.agent(folder)
         start = time.perf_counter()
@@ -219,7 +219,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
     """Mean +/- sd per arm and metric over seeds; each arm against the first, paired on the same cases and seeds
     (McNemar over all of them pooled, and the per-seed difference in clarify and call_tool accuracy)."""
     from evals.statistics import mcnemar
-    from evals.verdicts import read_verdicts
+    from toolprior.verdict import read_verdicts
 
     c = ablation.config
     names = list(units)

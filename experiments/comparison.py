@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from evals.generation import GenerationBatch, encode_prompts, model_device
+from evals.generation import encode_prompts, model_device
+from toolprior.generation_batch import GenerationBatch
 
 
 def collateral(methods: Mapping[str, Mapping[str, Any]], reference: str = "sft") -> dict[str, dict[str, Any]]:

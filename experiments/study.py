@@ -81,12 +81,12 @@ class Study:
         return self.run / "verdicts_cache" / f"{name}.jsonl"
 
     def save_verdicts(self, name: str, verdicts: list[Any]) -> None:
-        from evals.verdicts import write_verdicts
+        from toolprior.verdict import write_verdicts
 
         write_verdicts(self.verdicts_path(name), verdicts)
 
     def load_verdicts(self, name: str) -> list[Any]:
-        from evals.verdicts import read_verdicts
+        from toolprior.verdict import read_verdicts
 
         return read_verdicts(self.verdicts_path(name))
 

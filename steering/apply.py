@@ -59,8 +59,8 @@ from toolprior.forward_contract import cached_length
 from toolprior.modeling import decoder_layers
 
 if TYPE_CHECKING:
-    from evals.generation import GenerationBatch
     from steering.vector import SteeringVector
+    from toolprior.generation_batch import GenerationBatch
 
 POSITIONS: tuple[str, ...] = ("all", "prompt", "generated", "from_decision")
 

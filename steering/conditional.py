@@ -25,9 +25,9 @@ import torch
 from steering.apply import Operator, Steering, steer
 
 if TYPE_CHECKING:
-    from evals.generation import GenerationBatch
     from steering.vector import SteeringVector
     from toolprior.cases import Case
+    from toolprior.generation_batch import GenerationBatch
 
 HELD_OUT_SPLITS: tuple[str, ...] = ("eval", "eval_novel")
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evals.generation import SteeringFactory
     from evals.harness import HarnessConfig
-    from evals.verdicts import Verdict
     from toolprior.cases import Case
+    from toolprior.generation_batch import SteeringFactory
     from toolprior.think_judge import ThinkJudge
+    from toolprior.verdict import Verdict
 
 FORCED_TAG = "<clarify>"
 

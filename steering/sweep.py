@@ -37,9 +37,9 @@ from steering.vector import SteeringVector
 
 if TYPE_CHECKING:
     from evals.harness import HarnessConfig
-    from evals.verdicts import Verdict
     from steering.apply import Operator
     from toolprior.cases import Case
+    from toolprior.verdict import Verdict
 
 CLARIFY, CALL_TOOL = "clarify", "call_tool"
 

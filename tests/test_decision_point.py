@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from evals.generation import GenerationBatch, generate
+from evals.generation import generate
 from probes.capture import case_texts
 from probes.logit_lens import logit_lens
 from probes.patching import metric_token_ids, twin_text
@@ -21,6 +21,7 @@ from toolprior.actions import ACTION_TAGS, Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import DecisionTokens, decision_tokens
+from toolprior.generation_batch import GenerationBatch
 from toolprior.modeling import decoder_layers
 from toolprior.tokenizer import action_tag_token_ids, train_tokenizer
 

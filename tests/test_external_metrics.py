@@ -15,9 +15,9 @@ from evals.external_metrics import (
     when2call_label,
     when2call_metrics,
 )
-from evals.verdicts import Verdict
 from toolprior.actions import Action
 from toolprior.cases import Case, Message, ToolSpec
+from toolprior.verdict import Verdict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WHEN2CALL = SHARED / "external" / "when2call" / "when2call_test_llm_judge.jsonl"

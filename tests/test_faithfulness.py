@@ -14,9 +14,9 @@ from evals.faithfulness import (
     truncate_think,
 )
 from evals.forensics import RuleThinkJudge
-from evals.verdicts import Verdict
 from toolprior.actions import ACTION_NAMES, Action
 from toolprior.cases import Case, Message, ToolSpec
+from toolprior.verdict import Verdict
 
 CLARIFY_THINK = (
     "The user wants a receipt verified. Two shipments match: SHP-1029 and SHP-1030. "

@@ -19,9 +19,9 @@ from evals.forensics import (
     mismatch_table,
     split_sentences,
 )
-from evals.verdicts import Verdict
 from toolprior.actions import ACTION_NAMES, Action
 from toolprior.cases import Case, Message, ToolCall, ToolSpec
+from toolprior.verdict import Verdict
 
 # The case study's clarification_loop_0001 think, verbatim.
 CASE_STUDY = (

@@ -19,7 +19,6 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evals.verdicts import read_verdicts
 from experiments.ablate_config import AblationConfig
 from experiments.study_config import StudyConfig
 from probes.experiment import ProbeExperimentConfig
@@ -27,6 +26,7 @@ from toolprior.case_io import read_cases
 from toolprior.config import load_config
 from toolprior.errors import InputError
 from toolprior.importers import import_bfcl, import_when2call
+from toolprior.verdict import read_verdicts
 from training.base import BaseConfig
 from training.pairs import read_pairs
 from training.sft import SFTRunConfig

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import contextlib
 
-from evals.generation import GenerationBatch, generate
+from evals.generation import generate
+from toolprior.generation_batch import GenerationBatch
 
 PROMPTS = [
     "<|user|>\nverify the shipment<|end|>\n<|assistant|>\n",

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from evals.verdicts import Verdict, verdict_for, write_verdicts
+from evals.verdicts import verdict_for
 from toolprior.actions import Action
 from toolprior.case_io import read_cases, write_cases
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.cli import main as cli_main
 from toolprior.errors import InputError
 from toolprior.output_format import parse_turn, render_turn
+from toolprior.verdict import Verdict, write_verdicts
 from training.pairs import (
     COUNT_KEYS,
     GOLD,

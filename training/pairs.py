@@ -45,7 +45,7 @@ from toolprior.cases import Case, GoldTurn
 from toolprior.errors import InputError, Problem
 
 if TYPE_CHECKING:
-    from evals.verdicts import Verdict
+    from toolprior.verdict import Verdict
 
 OWN_THINK = "own_think"
 GOLD = "gold"

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _pairs(args: argparse.Namespace) -> int:
-    from evals.verdicts import read_verdicts
     from toolprior.case_io import read_case_files
+    from toolprior.verdict import read_verdicts
     from training.pairs import DEFAULT_ALLOWED_SPLITS, mine_pairs, pair_stats, write_pairs
 
     cases = read_case_files(args.cases)
