@@ -12,12 +12,12 @@ import pytest
 from toolprior.actions import SPLITS, Action
 from toolprior.case_io import (
     MAX_PROBLEMS_PER_FILE,
-    case_from_dict,
     read_case_files,
     read_cases,
     read_splits,
     write_cases,
 )
+from toolprior.case_validation import case_from_dict
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.errors import InputError
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from experiments.llamacpp_agreement import action_token_ids, decision_inputs, read_thinks
-from toolprior.case_io import case_from_dict
+from toolprior.case_validation import case_from_dict
 from toolprior.decision_point import decision_tokens
 from toolprior.modeling import load_tokenizer
 

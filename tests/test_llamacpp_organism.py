@@ -30,7 +30,7 @@ from experiments.llamacpp_agreement import (
 from steering.gguf_io import export_gguf
 from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
 from steering.vector import SteeringVector
-from toolprior.case_io import case_from_dict
+from toolprior.case_validation import case_from_dict
 
 pytest.importorskip("llama_cpp_py_sync._cffi_bindings", reason="no prebuilt llama.cpp bindings here")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

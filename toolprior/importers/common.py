@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.actions import ROLES, SPLITS, Action
-from toolprior.case_io import MAX_PROBLEMS_PER_FILE, case_from_dict
+from toolprior.case_io import MAX_PROBLEMS_PER_FILE
+from toolprior.case_validation import case_from_dict
 from toolprior.cases import Case, Message
 from toolprior.errors import InputError, Problem
 from toolprior.jsonl import parse_jsonl, read_text
