@@ -41,7 +41,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from evals.statistics import wilson_interval
+from evals.verdicts import calls_match_allowed
 from toolprior.actions import BFCL_CATEGORIES
+from toolprior.importers.bfcl import ANY_CALL, CALLS, KINDS, MISS_PARAM, NO_CALL
 
 DIGITS = 4
 WHEN2CALL_LABELS: tuple[str, ...] = ("tool_call", "request_for_info", "cannot_answer", "direct")
@@ -173,7 +175,6 @@ def bfcl_miss_param_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
 def bfcl_calls_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
     """BFCL AST accuracy: correct when the reply holds calls that match the case's allowed calls (only a call is
     required of a case imported without ground truth)."""
-    from evals.verdicts import calls_match_allowed
 
     results = []
     for case, verdict in pairs:
@@ -183,7 +184,6 @@ def bfcl_calls_metrics(pairs: Iterable[Pair]) -> dict[str, Any]:
 
 
 def _bfcl_funcs() -> dict[str, Any]:
-    from toolprior.importers.bfcl import ANY_CALL, CALLS, KINDS, MISS_PARAM, NO_CALL
 
     by_kind = {
         NO_CALL: bfcl_irrelevance_metrics,

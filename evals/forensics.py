@@ -37,6 +37,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import torch
+
+from evals.generation import model_device
 from evals.statistics import wilson_interval
 from toolprior.actions import ACTION_NAMES, Action
 from toolprior.cases import Case, ToolCall, ToolSpec
@@ -157,9 +160,6 @@ class ModelThinkJudge:
     def scores(self, thinks: Sequence[str]) -> list[dict[str, float]]:
         """Per think, {option: score} (log-probabilities; for "next_token" over the full vocabulary). An empty
         think gets {}."""
-        import torch
-
-        from evals.generation import model_device
 
         device = model_device(self.model)
         results: list[dict[str, float]] = [{} for _ in thinks]
@@ -191,7 +191,6 @@ class ModelThinkJudge:
         return results
 
     def _forward(self, seqs: Sequence[Sequence[int]], device: Any) -> Any:
-        import torch
 
         pad = self.tokenizer.pad_token_id
         if pad is None:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from evals.shared_prefill import distinct_rows, shared_prefill
+from toolprior.generation_batch import GenerationBatch
 
 # (input_ids, attention_mask, max_new_tokens, eos ids, context, cache) -> new tokens [B, T]
 Greedy = Callable[[torch.Tensor, torch.Tensor, int, list[int], Any, Any], torch.Tensor]
@@ -51,7 +52,6 @@ def forked_generate(
 ) -> list[list[int]]:
     """New tokens per row of `batch` (a `GenerationBatch`), each cut after its first stop token: think once per
     distinct prompt, then the steered rest per row (see the module docstring)."""
-    from toolprior.generation_batch import GenerationBatch
 
     ids, mask = batch.input_ids, batch.attention_mask
     inverse_list = distinct_rows(ids, mask)[1].tolist()

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from evals.fork_at_decision import forked_generate, repeats_a_row
+from evals.growing_cache import growing_cache
+from evals.shared_prefill import shared_prefill
+from evals.shared_prefix_attention import attending_shared_prefix
+from toolprior.forward_contract import cache_keyword
 from toolprior.generation_batch import GenerationBatch, SteeringFactory
 
 
@@ -70,13 +76,6 @@ def generate(
     `share_prompts`: rows of a batch that repeat a prompt share work the steering cannot change: one prefill of the
     prompt (evals.shared_prefill) and, steering from the decision point, one think block (evals.fork_at_decision).
     The outputs are the same either way."""
-    from tqdm.auto import tqdm
-
-    from evals.fork_at_decision import forked_generate, repeats_a_row
-    from evals.growing_cache import growing_cache
-    from evals.shared_prefill import shared_prefill
-    from evals.shared_prefix_attention import attending_shared_prefix
-    from toolprior.forward_contract import cache_keyword
 
     device = model_device(model)
     stops = stop_token_ids(model, tokenizer)

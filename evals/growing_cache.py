@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from evals.global_attention import supports_shared_prefix
+
 
 class GrowingLayer(DynamicLayer):
     """`DynamicLayer` with in-place writes: `keys` / `values` are views of the first `length` positions."""
@@ -72,8 +74,6 @@ class GrowingLayer(DynamicLayer):
 def growing_cache(model: Any) -> Any | None:
     """An empty cache of `GrowingLayer`s for models whose every attention layer is global softmax attention over
     a plain KV cache; None for others (sliding-window, hybrid linear-attention), which keep transformers' own."""
-    from evals.shared_prefix_attention import supports_shared_prefix
-
     if not supports_shared_prefix(model):
         return None
     cache = DynamicCache()

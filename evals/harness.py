@@ -8,10 +8,14 @@ The first assistant turn is the decision that is scored; later turns are kept in
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from accelerate import PartialState
+from accelerate.utils import gather_object
 
 from evals.generation import generate
 from evals.simulator import SimulatedUser, ToolSimulator, mode_for
@@ -124,7 +128,6 @@ def evaluate(
     world = distributed_world()
     if world is None:
         return _evaluate_here(model, tokenizer, cases, config=config, steer=steer, progress=progress, desc=desc)
-    from accelerate.utils import gather_object
 
     rank, size = world
     mine = list(cases)[rank::size]
@@ -139,11 +142,9 @@ def evaluate(
 def distributed_world() -> tuple[int, int] | None:
     """(rank, world size) when this process is one of several launched together (accelerate / torchrun set
     WORLD_SIZE); None for a single process."""
-    import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    from accelerate import PartialState
 
     state = PartialState()
     return state.process_index, state.num_processes

@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from evals.shared_prefix_attention import group_size, supports_shared_prefix, to_shared_prefix
+from evals.global_attention import supports_shared_prefix
+from evals.shared_prefix_attention import group_size, to_shared_prefix
 from toolprior.forward_contract import output_cache
 
 
@@ -65,7 +67,6 @@ def copyable(cache: Any) -> bool:
     """Whether every layer of `cache` is plain keys and values that row indexing copies whole. Hybrid models'
     linear-attention layers (Qwen3.5's DeltaNet) also hold recurrent and convolution states that transformers'
     `batch_select_indices` leaves behind, so their prompts are prefilled per row as usual."""
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
     layers = getattr(cache, "layers", None)
     if not layers or not hasattr(cache, "batch_select_indices"):

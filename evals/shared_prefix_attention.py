@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from evals.growing_cache import GrowingLayer
 
@@ -61,20 +63,6 @@ def group_size(inverse: torch.Tensor) -> int | None:
     return size if bool((runs == runs[:, :1]).all()) else None
 
 
-def supports_shared_prefix(model: Any) -> bool:
-    """Whether every attention layer is global softmax attention reading a plain KV cache through transformers'
-    attention interface (no sliding window, no logit soft-capping, no attention-sink or hybrid layers)."""
-    config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layer_types = getattr(text_config, "layer_types", None) or []
-    if getattr(text_config, "attn_logit_softcapping", None) or any(t != "full_attention" for t in layer_types):
-        return False
-    attentions = [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "o_proj")]
-    if not attentions:
-        return False
-    return all(getattr(m, "sliding_window", None) is None and not hasattr(m, "sinks") for m in attentions)
-
-
 def to_shared_prefix(cache: Any, inverse: torch.Tensor, size: int) -> Any:
     """Replace each layer of a cache prefilled for the distinct rows by a `SharedPrefixLayer` serving the batch that
     `inverse` maps onto them in groups of `size` (see `group_size`). The cache stays a transformers
@@ -106,8 +94,6 @@ def attending_shared_prefix(model: Any, cache: Any) -> Iterator[None]:
 
 
 def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     if NAME not in AttentionInterface._global_mapping:
         AttentionInterface.register(NAME, shared_prefix_attention)

@@ -15,47 +15,35 @@ training data.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import itertools
 import json
 import random
 import time
 from pathlib import Path
 from typing import Any
 
-from experiments.ablate_config import AblationConfig
+from evals.harness import HarnessConfig, evaluate
+from evals.scoring import score
+from evals.statistics import mcnemar, mean_sd
+from experiments.ablate_config import AblationConfig, arms
 from experiments.stages import StageRunner
 from experiments.study_config import DataSettings
+from steering.compute import compute_from_cases
+from steering.sweep import sweep
 from toolprior.actions import Action
 from toolprior.atomic import atomic_write_text
-from toolprior.config import dump_yaml, parse_overrides, to_plain
+from toolprior.case_io import read_cases
+from toolprior.config import dump_yaml, load_config, parse_overrides, to_plain
 from toolprior.errors import InputError, Problem
+from toolprior.figures import save_figure
+from toolprior.modeling import load_agent
+from toolprior.verdict import read_verdicts, write_verdicts
+from training.benchmark import write_benchmark
+from training.sft import SFTRunConfig, train_sft
 
 ACTIONS = [a.value for a in Action]
 METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]
-
-
-def arms(config: AblationConfig) -> dict[str, list[str]]:
-    """The config's arms, then one arm per combination of the grid's values (named by its overrides)."""
-    out = {name: list(overrides) for name, overrides in config.arms.items()}
-    keys = list(config.grid)
-    combinations = itertools.product(*(config.grid[k] for k in keys)) if keys else []
-    for values in combinations:
-        overrides = [f"{k}={_yaml_value(v)}" for k, v in zip(keys, values, strict=True)]
-        out.setdefault(", ".join(overrides), overrides)
-    if not out:
-        raise InputError([Problem("<config>", None, "arms", "no arms: give `arms` or `grid`")])
-    return out
-
-
-def _yaml_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
-    return str(value)
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, Any]]:
@@ -80,7 +68,6 @@ class Ablation:
 
     # ------------------------------------------------------------------------------------------------- data
     def data_settings(self, bench: dict[str, Any]) -> DataSettings:
-        import dataclasses
 
         known = {f.name for f in dataclasses.fields(DataSettings)}
         unknown = sorted(set(bench) - known)
@@ -90,7 +77,6 @@ class Ablation:
         return dataclasses.replace(self.config.data, **bench)
 
     def data_dir(self, settings: DataSettings) -> Path:
-        from training.benchmark import write_benchmark
 
         folder = self.root / "data" / _key(to_plain(settings))
         # benchmark.json is written last: a benchmark killed half-way (eval.jsonl there, eval_novel.jsonl not) is
@@ -101,7 +87,6 @@ class Ablation:
 
     def scored_cases(self, split: str, limit: int | None) -> list[Any]:
         """The reference benchmark's `split` (a seeded sample of `limit` cases when set): every arm's cases."""
-        from toolprior.case_io import read_cases
 
         cases = read_cases(self.data_dir(self.config.data) / f"{split}.jsonl")
         # a seeded sample, not the first N: the files are written category by category
@@ -109,7 +94,6 @@ class Ablation:
 
     def refuse_leaks(self, arm: str, data: Path, scored: list[Any]) -> None:
         """An arm trained on another benchmark must not have seen a scored case's conversation."""
-        from toolprior.case_io import read_cases
 
         def text(case: Any) -> str:
             return json.dumps([m.to_dict() for m in case.messages], sort_keys=True)
@@ -123,7 +107,6 @@ class Ablation:
     # -------------------------------------------------------------------------------------------------- units
     def unit(self, arm: str, seed: int) -> dict[str, Any]:
         """Train (or reuse) one arm at one seed and score it; returns the unit's folder name and stage summaries."""
-        from training.sft import SFTRunConfig
 
         c = self.config
         sft_overrides, bench = split_overrides([*c.sft_set, *self.arms[arm]])
@@ -142,8 +125,6 @@ class Ablation:
         stages = StageRunner(folder, log=lambda m: print(f"[{arm} seed {seed}] {m}"))
 
         def sft() -> dict[str, Any]:
-            from toolprior.config import load_config
-            from training.sft import train_sft
 
             overrides = [*c.sft_overrides(folder, data, seed), *sft_overrides]
             result = train_sft(load_config(SFTRunConfig, c.sft_config, overrides=overrides))
@@ -156,19 +137,15 @@ class Ablation:
         return summaries
 
     def agent(self, folder: Path) -> tuple[Any, Any]:
-        from toolprior.modeling import load_agent
 
         return load_agent(self.config.base, folder / "sft" / "adapter", quantize=self.config.quantize)
 
     def harness(self) -> Any:
-        from evals.harness import HarnessConfig
 
         e = self.config.eval
         return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
 
     def evaluate(self, folder: Path, cases: list[Any]) -> dict[str, Any]:
-        from evals.harness import evaluate
-        from toolprior.verdict import write_verdicts
 
         model, tokenizer = self.agent(folder)
         start = time.perf_counter()
@@ -177,14 +154,18 @@ class Ablation:
         return {"cases": len(verdicts), "infer_s": round(time.perf_counter() - start, 2), **metrics(verdicts)}
 
     def steering_grid(self, folder: Path, data: Path) -> dict[str, Any]:
-        from steering.compute import compute_from_cases
-        from steering.sweep import sweep
-        from toolprior.case_io import read_cases
 
         s = self.config.steering
         model, tokenizer = self.agent(folder)
         vector = compute_from_cases(
-            model, tokenizer, read_cases(data / "train.jsonl"), s.layers, source="classes", progress=self.progress
+            model,
+            tokenizer,
+            read_cases(data / "train.jsonl"),
+            s.layers,
+            source="classes",
+            progress=self.progress,
+            positive="clarify",
+            negative="call_tool",
         )
         result = sweep(
             model, tokenizer, self.scored_cases(s.split, s.max_cases), vector, layers=s.layers, alphas=s.alphas,
@@ -200,7 +181,6 @@ class Ablation:
 
 def metrics(verdicts: list[Any]) -> dict[str, Any]:
     """Per-action accuracy, overall, macro, the share of clarify cases answered with call_tool, unparsed share."""
-    from evals.scoring import score
 
     s = score(verdicts)
     out: dict[str, Any] = {a: s["per_action"].get(a, {}).get("acc") for a in ACTIONS}
@@ -218,8 +198,6 @@ def metrics(verdicts: list[Any]) -> dict[str, Any]:
 def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """Mean +/- sd per arm and metric over seeds; each arm against the first, paired on the same cases and seeds
     (McNemar over all of them pooled, and the per-seed difference in clarify and call_tool accuracy)."""
-    from evals.statistics import mcnemar
-    from toolprior.verdict import read_verdicts
 
     c = ablation.config
     names = list(units)
@@ -273,7 +251,6 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
 
 def _mean_sd(values: list[float]) -> list[float] | None:
     """[mean, sd] over seeds, rounded to 4 places; None without values."""
-    from evals.statistics import mean_sd
 
     return [round(x, 4) for x in mean_sd(values)] if values else None
 
@@ -343,9 +320,8 @@ def render_table(results: dict[str, Any]) -> str:
 
 def plot_arms(results: dict[str, Any], path: Path) -> Path:
     """Per arm, clarify and call_tool accuracy: bars at the mean, sd whiskers, one dot per seed."""
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.figure import Figure
-
-    from toolprior.figures import save_figure
 
     names = list(results["arms"])
     fig = Figure(figsize=(max(5.0, 1.6 * len(names) + 2), 3.6))

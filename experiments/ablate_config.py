@@ -8,6 +8,8 @@ benchmark the arm trains on (bench.train_mix). `grid` adds one arm per combinati
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,8 @@ from experiments.study_config import (
     override_origins,
     refuse_held_out,
 )
-from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check
+from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, load_config, to_plain
+from toolprior.errors import InputError, Problem
 
 
 @dataclass
@@ -75,10 +78,7 @@ class AblationConfig:
     def check_config(self, ctx: CheckContext) -> None:
         """Every arm (the listed ones and the grid's) as the units will use it: its `bench.KEY=VALUE` settings on
         the benchmark, and the SFT config with `sft_set` and the arm's other overrides, loaded now."""
-        import dataclasses
-
-        from toolprior.config import load_config, to_plain
-        from toolprior.errors import InputError
+        # lazy: training.sft loads torch and TRL; a bad config is refused before that
         from training.sft import SFTRunConfig
 
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
@@ -124,7 +124,6 @@ class AblationConfig:
     def _arms_with_origins(self, ctx: CheckContext) -> list[tuple[list[Any], list[Origin]]]:
         """Each arm's overrides (experiments.ablate.arms: the listed arms, then the grid's) with where each one was
         written: `arms.<name>[i]`, or `grid.<key>` for an override the grid made."""
-        from experiments.ablate import arms
 
         out = []
         for name, items in arms(self).items():
@@ -138,3 +137,26 @@ class AblationConfig:
                 origins.append(Origin(o.file, o.line, ctx.dotted(key)))
             out.append((items, origins))
         return out
+
+
+def arms(config: AblationConfig) -> dict[str, list[str]]:
+    """The config's arms, then one arm per combination of the grid's values (named by its overrides)."""
+    out = {name: list(overrides) for name, overrides in config.arms.items()}
+    keys = list(config.grid)
+    combinations = itertools.product(*(config.grid[k] for k in keys)) if keys else []
+    for values in combinations:
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in zip(keys, values, strict=True)]
+        out.setdefault(", ".join(overrides), overrides)
+    if not out:
+        raise InputError([Problem("<config>", None, "arms", "no arms: give `arms` or `grid`")])
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value)

@@ -33,7 +33,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from transformers import AutoModelForCausalLM
+
+from evals.generation import generate
+from evals.harness import HarnessConfig, evaluate
+from probes.batching import pad_left, pad_token_id
+from probes.capture import capture
+from probes.hook_points import all_resid_post
+from steering.apply import steer, steering_factory
+from steering.sweep import run_alphas
+from steering.vector import SteeringVector
+from toolprior.atomic import atomic_write_text
+from toolprior.case_io import read_cases
+from toolprior.chat_template import render_prompt
+from toolprior.modeling import decoder_layers, text_config
+from toolprior.tokenizer import train_tokenizer
+from training.base import BaseConfig, model_config
+from training.benchmark import BenchmarkConfig, write_benchmark
 
 GOALS = {
     "steering_overhead": ("<=", 1.03),
@@ -86,16 +104,11 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def build_world(root: Path) -> tuple[Any, Any, list[Any]]:
-    from toolprior.case_io import read_cases
-    from toolprior.tokenizer import train_tokenizer
-    from training.base import BaseConfig, model_config
-    from training.benchmark import BenchmarkConfig, write_benchmark
 
     write_benchmark(root, seed=11, config=BenchmarkConfig().replace(train_size=300, val_size=10, mine_size=10))
     cases = read_cases(root / "eval.jsonl")
     texts = [m.content for c in read_cases(root / "train.jsonl") for m in c.messages]
     tokenizer = train_tokenizer(texts, vocab_size=2048)
-    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(model_config(BaseConfig(), tokenizer)).eval()
@@ -104,14 +117,6 @@ def build_world(root: Path) -> tuple[Any, Any, list[Any]]:
 
 
 def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
-    from evals.generation import generate
-    from evals.harness import HarnessConfig, evaluate
-    from probes.capture import capture
-    from probes.hook_points import all_resid_post
-    from steering.apply import steering_factory
-    from steering.sweep import run_alphas
-    from steering.vector import SteeringVector
-    from toolprior.chat_template import render_prompt
 
     with tempfile.TemporaryDirectory() as tmp:
         model, tokenizer, cases = build_world(Path(tmp))
@@ -194,7 +199,6 @@ def import_repeng() -> Any:
     (repeng/extract.py lines 230, 236, 239: `other: int | float | np.int_ | np.float_`), and numpy 2 removed that
     alias, so a plain import raises AttributeError. The alias (np.float64, what it always meant) is put on numpy
     for the import only and taken off again; nothing in repeng uses it at run time."""
-    import numpy as np
 
     if "repeng" in sys.modules:
         return sys.modules["repeng"]
@@ -202,6 +206,7 @@ def import_repeng() -> Any:
     if missing:
         np.float_ = np.float64
     try:
+        # lazy: a peer library, installed with the peers extra
         import repeng
     finally:
         if missing:
@@ -230,12 +235,11 @@ def left_padded_batches(tokenizer: Any, texts: Sequence[str], batch_size: int) -
     first real token (`probes.capture.pad_left`). repeng needs the position ids on a batch: on transformers 5 the
     decoder hands every block [1, T] position ids when the caller gives none, and repeng's padding mask (built from
     them) then fails to reshape to [B, T]."""
-    from probes.capture import _pad_id, pad_left
 
     encoded = sorted((tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts), key=len, reverse=True)
     batches = []
     for i in range(0, len(encoded), batch_size):
-        ids, mask, positions = pad_left(encoded[i : i + batch_size], _pad_id(tokenizer))
+        ids, mask, positions = pad_left(encoded[i : i + batch_size], pad_token_id(tokenizer))
         batches.append({"input_ids": ids, "attention_mask": mask, "position_ids": positions})
     return batches
 
@@ -265,13 +269,8 @@ def bench_peers(
       `capture(..., all_resid_post(model), "prompt_end")` against `record_activations(model)` around the decoder
       stack's forward passes (`model.model`, no LM head, as the capture_overhead baseline), each side tokenizing
       and padding its own batches, then keeping the last column of each recorded [B, T, d]."""
+    # lazy: a peer library, installed with the peers extra
     import steering_vectors
-
-    from probes.capture import capture
-    from probes.hook_points import all_resid_post
-    from steering.apply import steer
-    from steering.vector import SteeringVector
-    from toolprior.modeling import decoder_layers, text_config
 
     n_layers = len(decoder_layers(model))
     layer = n_layers // 2 if layer is None else layer
@@ -311,7 +310,6 @@ def bench_peers(
         return capture(model, tokenizer, ordered, hooks, "prompt_end", batch_size=batch_size)
 
     def sv_capture() -> dict[int, torch.Tensor]:
-        from probes.capture import pad_left
 
         rows: dict[int, list[torch.Tensor]] = {i: [] for i in range(n_layers)}
         with torch.inference_mode(), steering_vectors.record_activations(model) as recorded:
@@ -333,7 +331,6 @@ def bench_peers(
 
 def bench_peers_only(repeats: int) -> dict[str, Any]:
     """`bench_peers` on the bench's model and prompts (the same 64 prompts `bench` uses)."""
-    from toolprior.chat_template import render_prompt
 
     with tempfile.TemporaryDirectory() as tmp:
         model, tokenizer, cases = build_world(Path(tmp))
@@ -382,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("all", "peers"), default="all", help="peers: the peer comparisons only")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from toolprior.atomic import atomic_write_text
 
     if args.only == "peers":
         results = bench_peers_only(args.repeats)

@@ -19,7 +19,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoModelForCausalLM, Qwen3Config
+
 from toolprior.atomic import atomic_write_text
+from toolprior.modeling import load_tokenizer
+from training.benchmark import BenchmarkConfig, write_benchmark
+from training.sft import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
 
 SHAPES: dict[str, dict[str, Any]] = {
     "qwen3_4b": dict(
@@ -47,10 +53,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 
 def build_random_model(shape: str, folder: Path) -> int:
     """Save a random-weight Qwen3 of `shape` (bf16) with the organism's tokenizer to `folder`; its parameter count."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen3Config
-
-    from toolprior.modeling import load_tokenizer
 
     tokenizer = load_tokenizer("organism")
     dims = dict(SHAPES[shape])
@@ -68,14 +70,11 @@ def build_random_model(shape: str, folder: Path) -> int:
 def run(shape: str, device: str, steps: int, out: Path) -> dict[str, Any]:
     """Build, train `steps` SFT steps, and write the record to `out` (atomically). Without CUDA on a `cuda` run,
     write and return a record that says so and measure nothing."""
-    import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         record = {"cuda": False, "message": "no CUDA device on this machine; nothing measured"}
         atomic_write_text(out, json.dumps(record, indent=2) + "\n")
         return record
-    from training.benchmark import BenchmarkConfig, write_benchmark
-    from training.sft import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)

@@ -39,6 +39,7 @@ Set the torch and llama.cpp threads with --threads (default 1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -49,6 +50,20 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from steering.apply import steer
+from steering.gguf_io import export_gguf
+from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
+from toolprior.atomic import atomic_write_text
+from toolprior.case_io import read_cases
+from toolprior.chat_template import render_prompt
+from toolprior.commands.steer import read_vector
+from toolprior.decision_point import decision_tokens
+from toolprior.model_source import prepare_smollm2
+from toolprior.modeling import load_model, load_tokenizer
+from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 
 ORGANISM_ADAPTER = Path(__file__).resolve().parent / "organism" / "smollm2" / "adapter"
 DEFAULT_ALPHAS = (0.0, 0.5, 0.75, 1.0)
@@ -65,8 +80,6 @@ class Skip(Exception):
 def load_organism(base: str | os.PathLike[str] | None = None, adapter: str | os.PathLike[str] | None = None) -> Any:
     """(merged model, tokenizer): the base (default: the prepared SmolLM2 folder) with the adapter (default: the
     shipped organism adapter) merged in float32 on the CPU."""
-    from toolprior.model_source import prepare_smollm2
-    from toolprior.modeling import load_model, load_tokenizer
 
     base = Path(base) if base is not None else prepare_smollm2()
     model = load_model(base, adapter=adapter or ORGANISM_ADAPTER, dtype="float32", device="cpu")
@@ -91,9 +104,6 @@ def decision_inputs(
     """(case id, think source, token ids) per case: the prompt with its generation prompt, then
     `<think>THINK</think>` and the decision tokens' suffix, so the last token is the decision position. THINK is
     `thinks[case.id]` ("own") where given, else the gold think ("gold"); a case with neither is left out."""
-    from toolprior.chat_template import render_prompt
-    from toolprior.decision_point import decision_tokens
-    from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 
     suffix = decision_tokens(tokenizer).suffix
     out = []
@@ -111,7 +121,6 @@ def decision_inputs(
 
 def action_token_ids(tokenizer: Any) -> dict[str, int]:
     """{action name: its decision token id} (the five action tags)."""
-    from toolprior.decision_point import decision_tokens
 
     return {action.value: token for action, token in decision_tokens(tokenizer).per_action.items()}
 
@@ -150,11 +159,6 @@ def hf_decision_logits(
     model: Any, ids: list[int], vector: Any = None, alpha: float = 0.0, positions: str = "all", tokenizer: Any = None
 ) -> Any:
     """[vocab] logits at the last position, under `steer(vector, alpha, positions=...)` where a vector is given."""
-    import contextlib
-
-    import torch
-
-    from steering.apply import steer
 
     tokens = torch.tensor([ids], device=model.device)
     ctx = (
@@ -189,9 +193,6 @@ def compare(
 ) -> dict[str, Any]:
     """Run both engines on `inputs` at each alpha and compare (see the module docstring). `ggufs` maps a label
     (the converter's outtype) to a model file; `vector_gguf` is the exported vector at scale 1."""
-    import torch
-
-    from steering.llamacpp import LlamaCpp
 
     tags = action_token_ids(tokenizer)
     tag_ids = torch.tensor(list(tags.values()))
@@ -266,12 +267,6 @@ def compare(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
-    from steering.gguf_io import export_gguf
-    from steering.llamacpp import LlamaCppUnavailable, load_library
-    from toolprior.case_io import read_cases
-    from toolprior.commands.steer import read_vector
 
     try:
         load_library()
@@ -375,8 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llamacpp_agreement: skipped: {err}")
         return 0
     if args.out:
-        from toolprior.atomic import atomic_write_text
-
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     for line in summary_lines(result):

@@ -22,9 +22,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from toolprior.atomic import atomic_folder, atomic_write_text
+from toolprior.config import load_config, to_plain
 from toolprior.errors import InputError, Problem
-from toolprior.model_source import file_sha256
+from toolprior.model_source import file_sha256, prepare_smollm2, read_source
+from training.benchmark import write_benchmark
+from training.sft import SFTRunConfig, train_sft
 
 ORGANISM_DIR = Path(__file__).resolve().parent / "organism" / "smollm2"
 SIDECAR = "organism.json"
@@ -37,7 +43,6 @@ RUN_PATHS = (("output_dir",), ("data", "dir"))
 
 def config_identity(config: Any) -> dict[str, Any]:
     """The resolved SFT config as plain data, without the paths of one run (output folder, data folder)."""
-    from toolprior.config import to_plain
 
     plain = to_plain(config)
     for path in RUN_PATHS:
@@ -68,7 +73,6 @@ def base_fingerprint(base: str) -> str | None:
     first use), None for other bases."""
     if base != "smollm2":
         return None
-    from toolprior.model_source import prepare_smollm2, read_source
 
     fingerprint = read_source(prepare_smollm2())["fingerprint"]
     # the id alone: the rest names the folder it was read from, which differs between machines and caches
@@ -88,8 +92,6 @@ def export(
 ) -> Path:
     """Copy `sft_run`'s adapter into `out` (weights stored in bfloat16 when that loses nothing) with its sidecar;
     the folder is replaced whole, never left half-written."""
-    import torch
-    from safetensors.torch import load_file, save_file
 
     weights = load_file(str(sft_run / "adapter" / "adapter_model.safetensors"))
     # The adapters train in bfloat16 (lora.adapter_dtype: base); the final save upcasts them to float32. Store
@@ -177,16 +179,12 @@ def install(folder: Path, dest: Path) -> None:
 
 
 def load_sft_config(path: str = SFT_CONFIG, overrides: list[str] | None = None) -> Any:
-    from toolprior.config import load_config
-    from training.sft import SFTRunConfig
 
     return load_config(SFTRunConfig, path, overrides=overrides or [])
 
 
 def build(work: Path) -> Path:
     """`make organism`: the benchmark (seed 7, default sizes), SFT with the shipped config, export."""
-    from training.benchmark import write_benchmark
-    from training.sft import train_sft
 
     data_dir = work / "data"
     if not (data_dir / "val.jsonl").exists():
@@ -198,7 +196,6 @@ def build(work: Path) -> Path:
 
 def check(work: Path) -> dict[str, Any]:
     """The shipped sidecar against today's SFT config and a freshly generated benchmark (train and val)."""
-    from training.benchmark import write_benchmark
 
     data_dir = work / "data"
     if not (data_dir / "val.jsonl").exists():

@@ -12,13 +12,13 @@ import argparse
 import json
 from pathlib import Path
 
+from probes import all_resid_post, capture_cases, fit_layer_curve, plot_layer_curve, probe_block
+from toolprior.case_io import read_cases
+from toolprior.modeling import load_agent
 from training.benchmark import BenchmarkConfig, write_benchmark
 
 
 def probe(model_dir: str, adapter: str | None, cases_file: str, out: Path) -> dict:
-    from probes import all_resid_post, capture_cases, fit_layer_curve, plot_layer_curve, probe_block
-    from toolprior.case_io import read_cases
-    from toolprior.modeling import load_agent
 
     model, tokenizer = load_agent(model_dir, adapter)  # add quantize="nf4" to probe the 4-bit agent
     cases = [c for c in read_cases(cases_file) if c.split == "train"]  # never probe on eval

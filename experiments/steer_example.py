@@ -11,6 +11,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+import torch
+
+from steering import SteeringVector, steer
+from toolprior.modeling import load_agent
+
 PROMPT = [
     {
         "role": "system",
@@ -29,10 +34,6 @@ def run(
     positions: str = "all",
 ) -> dict[str, str]:
     """{"unsteered": text, "steered": text} of the agent's turn on the example prompt."""
-    import torch
-
-    from steering import SteeringVector, steer
-    from toolprior.modeling import load_agent
 
     model, tokenizer = load_agent(model_path, adapter)  # add quantize="nf4" for the 4-bit agent
     vector = SteeringVector.load(vector_path, model=model, tokenizer=tokenizer)  # refuses any other model

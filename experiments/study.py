@@ -17,53 +17,45 @@ import time
 from pathlib import Path
 from typing import Any
 
+from evals.harness import HarnessConfig, evaluate
+from experiments.comparison import mean_kl, next_token_distributions
+from experiments.organism_adapter import install, verify
 from experiments.stages import StageRunner
 from experiments.study_config import StudyConfig
+from experiments.study_probe import stage_probe
+from experiments.study_report import write_study_report
+from experiments.study_run import StudyRun
+from steering.apply import steering_factory
+from steering.compute import compute_from_cases
+from steering.conditional import fit_conditional
+from steering.guardrail import guardrail_evaluate
+from steering.plots import plot_controls, plot_dose_response, plot_heatmap
+from steering.sweep import choose, controls, random_control, sweep
+from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
-from toolprior.config import dump_yaml
+from toolprior.config import dump_yaml, load_config
+from toolprior.modeling import decoder_layers, load_model, load_tokenizer
+from training.benchmark import write_benchmark
+from training.pairs import mine_pairs, pair_stats, write_pairs
+from training.sft import SFTRunConfig, train_sft
+from training.simpo import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
 
 
-class Study:
-    """State shared by the stages of one study run."""
+class Study(StudyRun):
+    """The stages of one study run, over the state they share (`StudyRun`)."""
 
     def __init__(self, config: StudyConfig, progress: bool = True):
-        self.config = config
-        self.run = config.run_dir
-        self.run.mkdir(parents=True, exist_ok=True)
-        self.progress = progress
+        super().__init__(config, progress)
         self.stages = StageRunner(self.run)
         self._agent: tuple[Any, Any] | None = None
-        self._cases: dict[str, list[Any]] = {}
-
-    # ------------------------------------------------------------------------------------------------ helpers
-    @property
-    def data_dir(self) -> Path:
-        return self.run / "data"
-
-    @property
-    def sft_dir(self) -> Path:
-        return self.run / "sft"
-
-    def cases(self, split: str) -> list[Any]:
-        from toolprior.case_io import read_cases
-
-        if split not in self._cases:
-            self._cases[split] = read_cases(self.data_dir / f"{split}.jsonl")
-        return self._cases[split]
-
-    @property
-    def held_out(self) -> list[Any]:
-        return self.cases("eval") + self.cases("eval_novel")
 
     def harness(self) -> Any:
-        from evals.harness import HarnessConfig
 
         e = self.config.eval
         return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
 
     def agent(self, adapter: Path | None = None) -> tuple[Any, Any]:
         """(model, tokenizer) of base + adapter (the SFT adapter by default), loaded once per adapter."""
-        from toolprior.modeling import load_model, load_tokenizer
 
         adapter = adapter or self.sft_dir / "adapter"
         if self._agent is None or self._agent[0].__dict__.get("_toolprior_adapter") != str(adapter):
@@ -77,21 +69,7 @@ class Study:
             self._agent = (model, tokenizer)
         return self._agent
 
-    def verdicts_path(self, name: str) -> Path:
-        return self.run / "verdicts_cache" / f"{name}.jsonl"
-
-    def save_verdicts(self, name: str, verdicts: list[Any]) -> None:
-        from toolprior.verdict import write_verdicts
-
-        write_verdicts(self.verdicts_path(name), verdicts)
-
-    def load_verdicts(self, name: str) -> list[Any]:
-        from toolprior.verdict import read_verdicts
-
-        return read_verdicts(self.verdicts_path(name))
-
     def evaluate(self, name: str, cases: list[Any], steer: Any = None, adapter: Path | None = None) -> dict[str, Any]:
-        from evals.harness import evaluate
 
         model, tokenizer = self.agent(adapter)
         start = time.perf_counter()
@@ -104,7 +82,6 @@ class Study:
 
     # ------------------------------------------------------------------------------------------------- stages
     def stage_data(self) -> dict[str, Any]:
-        from training.benchmark import write_benchmark
 
         d = self.config.data
         summary = write_benchmark(self.data_dir, seed=d.seed, config=d.benchmark_config())
@@ -113,14 +90,10 @@ class Study:
     def stage_sft(self) -> dict[str, Any]:
         """Train the SFT adapter, or install the shipped one (`sft_adapter`) once its sidecar matches this study's
         SFT config, its generated train / val files and its base."""
-        from toolprior.config import load_config
-        from training.sft import SFTRunConfig, train_sft
 
         overrides = [*self.config.sft_overrides(), *self.config.sft_set]
         config = load_config(SFTRunConfig, self.config.sft_config, overrides=overrides)
         if self.config.sft_adapter:
-            from experiments.organism_adapter import install, verify
-
             shipped = Path(self.config.sft_adapter)
             sidecar = verify(shipped, config, self.data_dir)
             install(shipped, self.sft_dir / "adapter")
@@ -145,7 +118,6 @@ class Study:
         return {"held_out": held, "mine": mine}
 
     def stage_guardrail(self) -> dict[str, Any]:
-        from steering.guardrail import guardrail_evaluate
 
         model, tokenizer = self.agent()
         first = [v.output for v in self.load_verdicts("sft")]
@@ -157,7 +129,6 @@ class Study:
     def steering_layers(self, model: Any) -> list[int]:
         """The layers the sweep tries: around the probe's best layer when asked (where the probe found the
         clarify/call_tool split), else the configured list, else every decoder layer."""
-        from toolprior.modeling import decoder_layers
 
         s = self.config.steering
         count = len(decoder_layers(model))
@@ -168,7 +139,6 @@ class Study:
         return s.layers or list(range(count))
 
     def stage_steer_compute(self) -> dict[str, Any]:
-        from steering.compute import compute_from_cases
 
         s = self.config.steering
         model, tokenizer = self.agent()
@@ -181,6 +151,8 @@ class Study:
             source=s.source,
             position=s.position,
             progress=self.progress,
+            positive="clarify",
+            negative="call_tool",
         )
         path = self.run / "steering" / "vector.safetensors"
         vector.save(path)
@@ -196,7 +168,6 @@ class Study:
         return source
 
     def vector(self) -> Any:
-        from steering.vector import SteeringVector
 
         model, tokenizer = self.agent()
         return SteeringVector.load(self.run / "steering" / "vector.safetensors", model=model, tokenizer=tokenizer)
@@ -208,8 +179,6 @@ class Study:
         return random.Random(0).sample(mine, limit) if limit and limit < len(mine) else mine
 
     def stage_steer_sweep(self) -> dict[str, Any]:
-        from steering.plots import plot_dose_response, plot_heatmap
-        from steering.sweep import choose, sweep
 
         s = self.config.steering
         model, tokenizer = self.agent()
@@ -239,9 +208,6 @@ class Study:
         summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict()}
         summary["baseline"].pop("scores", None)
         if best is not None:
-            from steering.plots import plot_controls
-            from steering.sweep import controls
-
             ctrl = controls(
                 model, tokenizer, self.mine_for_sweep(), vector, best.layer, best.alpha,
                 seeds=s.random_seeds, config=self.harness(), positions=s.apply_positions,
@@ -258,7 +224,6 @@ class Study:
 
     def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]:
         """(layer, alpha, the vector at that layer alone, its random-direction control of equal norm)."""
-        from steering.sweep import random_control
 
         layer, alpha = int(chosen["layer"]), float(chosen["alpha"])
         vector = self.vector()
@@ -266,8 +231,6 @@ class Study:
         return layer, alpha, vector.only([layer]), control
 
     def stage_eval_steering(self) -> dict[str, Any]:
-        from steering.apply import steering_factory
-        from steering.conditional import fit_conditional
 
         chosen = self.chosen()
         if chosen is None:
@@ -298,7 +261,6 @@ class Study:
         return out
 
     def stage_pairs(self) -> dict[str, Any]:
-        from training.pairs import mine_pairs, pair_stats, write_pairs
 
         pairs = mine_pairs(self.cases("mine"), self.load_verdicts("sft_mine"), eval_cases=self.held_out)
         write_pairs(self.run / "pairs.jsonl", pairs.pairs)
@@ -307,15 +269,6 @@ class Study:
 
     def stage_pair_training(self, method: str) -> dict[str, Any]:
         """SimPO, or a baseline on the same mined pairs (DPO, adversarial SFT), continuing the SFT adapter."""
-        from toolprior.config import load_config
-        from training.simpo import (
-            AdvSFTRunConfig,
-            DPORunConfig,
-            SimPORunConfig,
-            train_adv_sft,
-            train_dpo,
-            train_simpo,
-        )
 
         config_class, train, path, extra = {
             "simpo": (SimPORunConfig, train_simpo, self.config.simpo_config, self.config.simpo_set),
@@ -331,7 +284,6 @@ class Study:
         return {method: self.evaluate(method, self.held_out, adapter=self.run / method / "adapter")}
 
     def stage_eval_simpo(self) -> dict[str, Any]:
-        from steering.apply import steering_factory
 
         adapter = self.run / "simpo" / "adapter"
         out = {"simpo": self.evaluate("simpo", self.held_out, adapter=adapter)}
@@ -339,7 +291,6 @@ class Study:
         if chosen is not None and "simpo_steering" in self.config.methods:
             model, tokenizer = self.agent(adapter)
             # The vector was computed on the SFT agent; applied unchanged to the SimPO agent (same base, same layers).
-            from steering.vector import SteeringVector
 
             vector = SteeringVector.load(self.run / "steering" / "vector.safetensors").only([int(chosen["layer"])])
             factory = steering_factory(
@@ -365,8 +316,6 @@ class Study:
         """KL(sft || method) of next-token distributions on neutral text: what a method changes where it should
         change nothing. Steering is applied at every position there (from the decision point it would touch
         nothing, and the KL would be 0 by construction)."""
-        from experiments.comparison import mean_kl, next_token_distributions
-        from steering.apply import steering_factory
 
         prompts = self.neutral_texts()
         model, tokenizer = self.agent()
@@ -404,7 +353,6 @@ class Study:
 
 def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) every stage of a study and write the report; returns report.json's content."""
-    from experiments.study_report import write_study_report
 
     study = Study(config, progress=progress)
     atomic_write_text(study.run / "config.yaml", dump_yaml(config))
@@ -414,8 +362,6 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
     study.stages.run("sft", study.stage_sft)
     study.stages.run("eval_sft", study.stage_eval_sft)
     if config.probe.enabled:
-        from experiments.study_probe import stage_probe
-
         study.stages.run("probe", lambda: stage_probe(study))
     if "guardrail" in wanted:
         study.stages.run("guardrail", study.stage_guardrail)

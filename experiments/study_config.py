@@ -7,12 +7,17 @@ SFT / SimPO / DPO / adversarial-SFT configs the study will train with, with the 
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known
+from toolprior.actions import HELD_OUT_SPLITS
+from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known, load_config
+from toolprior.errors import InputError
+from toolprior.model_source import prepared_folder
+from toolprior.organism import organism_base_path
 
 QUANTIZE = known("toolprior.modeling", "QUANTIZE")
 DTYPES = known("toolprior.modeling", "DTYPES")
@@ -38,6 +43,7 @@ STUDY_METHODS: tuple[str, ...] = (
 
 def calibration_target_rule(value: Any) -> str | None:
     """A conditional-steering threshold target probes.fit.calibrate_threshold accepts."""
+    # lazy: probes.fit loads torch and scikit-learn; a bad config is refused before that
     from probes.fit import parse_calibration_target
 
     try:
@@ -52,12 +58,8 @@ def decoder_layer_count(base: str) -> int | None:
     cannot be known before the model is prepared (smollm2 not yet converted, a folder without a config)."""
     try:
         if base == "organism":
-            from toolprior.organism import organism_base_path
-
             folder = organism_base_path()
         elif base == "smollm2":
-            from toolprior.model_source import prepared_folder
-
             folder = prepared_folder()
         else:
             folder = Path(base)
@@ -82,7 +84,6 @@ def check_layers(ctx: CheckContext, field_name: str, layers: list[int] | None, b
 
 
 def refuse_held_out(ctx: CheckContext, field_name: str, split: str, why: str) -> None:
-    from toolprior.actions import HELD_OUT_SPLITS
 
     if split in HELD_OUT_SPLITS:
         ctx.problem(field_name, f"{split!r} is held out: {why}")
@@ -106,8 +107,6 @@ def check_sub_config(
 ) -> None:
     """Load the config `path` of class `cls` with `internal` then `extra` overrides, as the stage will, and keep
     its problems (files the study writes itself are not required yet)."""
-    from toolprior.config import load_config
-    from toolprior.errors import InputError
 
     try:
         load_config(
@@ -120,8 +119,8 @@ def check_sub_config(
 def check_shipped_adapter(ctx: CheckContext, config: StudyConfig) -> None:
     """The shipped adapter's sidecar against the SFT config the study would train with (its data files are
     checked when the data stage has written them)."""
+    # lazy: it loads torch; a bad config is refused before that
     from experiments.organism_adapter import config_hash, config_identity, load_sft_config, read_sidecar
-    from toolprior.errors import InputError
 
     try:
         sidecar = read_sidecar(Path(config.sft_adapter or ""))
@@ -148,6 +147,7 @@ class DataSettings:
 
     def benchmark_config(self) -> Any:
         """These settings as the generator's `training.benchmark.BenchmarkConfig` (the seed is passed apart)."""
+        # lazy: it loads torch; a bad config is refused before that
         from training.benchmark import BenchmarkConfig, parse_mix
 
         bench = BenchmarkConfig().replace(
@@ -161,7 +161,6 @@ class DataSettings:
 
     def check_config(self, ctx: CheckContext) -> None:
         """The generator's own rules (the action mix's syntax and shares), named at `train_mix`."""
-        from toolprior.errors import InputError
 
         try:
             self.benchmark_config()
@@ -294,7 +293,6 @@ class StudyConfig:
     def check_config(self, ctx: CheckContext) -> None:
         """Rules across sections: the steering layers inside the model, and every training config the study will
         load, loaded now with the study's overrides."""
-        import importlib
 
         if "/" in self.name or self.name in (".", ".."):
             ctx.problem("name", f"must be a plain folder name, got {self.name!r}")

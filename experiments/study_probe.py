@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probes.experiment import ProbeExperimentConfig
+from probes.experiment_run import run_probe_experiment
+from toolprior.config import build_dataclass
+
 if TYPE_CHECKING:
-    from experiments.study import Study
+    from experiments.study_run import StudyRun
 
 
-def stage_probe(study: Study) -> dict[str, Any]:
-    from probes.experiment import ProbeExperimentConfig, run_probe_experiment
-    from toolprior.config import build_dataclass
+def stage_probe(study: StudyRun) -> dict[str, Any]:
 
     p = study.config.probe
     out = study.run / "probe"

@@ -8,19 +8,20 @@ from typing import TYPE_CHECKING, Any
 
 from evals.report import render_markdown, write_eval_report
 from evals.scoring import score_by_split
+from experiments.comparison import collateral
 from experiments.study_summary import render_study_summary
 from toolprior.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from experiments.study import Study
+    from experiments.study_run import StudyRun
 
 
-def _stage(study: Study, name: str) -> dict[str, Any]:
+def _stage(study: StudyRun, name: str) -> dict[str, Any]:
     path = study.run / "stages" / f"{name}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _costs(study: Study) -> dict[str, dict[str, Any]]:
+def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     sft_train = _stage(study, "sft").get("train_s")
     base_infer = _stage(study, "eval_sft").get("held_out", {}).get("infer_s")
     steering = _stage(study, "eval_steering")
@@ -58,8 +59,7 @@ def _costs(study: Study) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_study_report(study: Study) -> dict[str, Any]:
-    from experiments.comparison import collateral
+def write_study_report(study: StudyRun) -> dict[str, Any]:
 
     methods: dict[str, list[Any]] = {}
     for name in study.config.methods:

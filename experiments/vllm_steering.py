@@ -45,7 +45,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from experiments.llamacpp_agreement import action_token_ids, decision, decision_inputs, read_thinks
+import torch
+
+from experiments.llamacpp_agreement import (
+    action_token_ids,
+    decision,
+    decision_inputs,
+    hf_decision_logits,
+    load_organism,
+    read_thinks,
+)
+from toolprior.case_io import read_cases
+from toolprior.commands.steer import read_vector
+from toolprior.modeling import load_model, load_tokenizer
 
 INSTALL_HINT = "pip install vllm-lens==1.3.0 (Python >= 3.12; it installs vllm 0.30.0; needs a CUDA GPU)"
 TOP_LOGPROBS = 20
@@ -53,7 +65,6 @@ TOP_LOGPROBS = 20
 
 def merge_adapter(base: Path, adapter: Path, out: Path) -> Path:
     """base + PEFT adapter, merged in float32 (`merge_and_unload`) and saved with the base's tokenizer to `out`."""
-    from experiments.llamacpp_agreement import load_organism
 
     model, tokenizer = load_organism(base, adapter)
     model.save_pretrained(out)
@@ -64,6 +75,7 @@ def merge_adapter(base: Path, adapter: Path, out: Path) -> Path:
 def lens_vector(vector: Any, layer: int, alpha: float, positions: str, n_tokens: int) -> Any:
     """The vllm-lens SteeringVector that adds alpha * vector[layer] after decoder layer `layer`: at every position
     ("all"), or at the last prompt position only ("from_decision", for a one-token readout)."""
+    # lazy: vllm-lens is optional (GPU only)
     from vllm_lens import SteeringVector as LensVector
 
     v = vector[layer].float()
@@ -86,6 +98,7 @@ def run_vllm(
     args: argparse.Namespace, model_dir: Path, inputs: list[tuple[str, str, list[int]]], vector: Any, tags: dict
 ) -> dict[tuple[str, float], dict[str, Any]]:
     """{(case id, alpha): {"decision", "tag_logprobs"}} from vLLM with vllm-lens steering, all in one batch."""
+    # lazy: vLLM is optional (GPU only)
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -129,10 +142,6 @@ def run_vllm(
 
 def run_toolprior(model_dir: Path, inputs, vector: Any, layer: int, alphas, positions: str) -> dict:
     """{(case id, alpha): [vocab] logits at the decision position} under our steer()."""
-    import torch
-
-    from experiments.llamacpp_agreement import hf_decision_logits
-    from toolprior.modeling import load_model, load_tokenizer
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(model_dir, dtype="float32", device=device)
@@ -169,15 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     args = parser.parse_args(argv)
     try:  # vLLM and vllm-lens are not dependencies of this project (no GPU on its machines)
+        # lazy: vLLM is optional (GPU only)
         import vllm  # noqa: F401
         import vllm_lens  # noqa: F401  (registers its vLLM plugin on import, as vLLM would on start)
     except ImportError as err:
         print(f"vllm_steering: vLLM with vllm-lens is not installed here ({err}); {INSTALL_HINT}")
         return 2
-
-    from toolprior.case_io import read_cases
-    from toolprior.commands.steer import read_vector
-    from toolprior.modeling import load_tokenizer
 
     args.out.mkdir(parents=True, exist_ok=True)
     model_dir = merge_adapter(args.model, args.adapter, args.out / "merged") if args.adapter else args.model

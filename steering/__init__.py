@@ -3,8 +3,10 @@
 from steering.apply import OPERATORS, POSITIONS, Steering, steer, steering_factory
 from steering.compute import AGGREGATORS, compute_from_cases, compute_vector, mean_diff, pca_paired, probe_weights
 from steering.conditional import ConditionalSteering, fit_conditional
+from steering.consistency import cosine_consistency
+from steering.from_pairs import vector_from_pairs
 from steering.guardrail import guardrail_evaluate
-from steering.sweep import SweepPoint, SweepResult, choose, controls, cosine_consistency, random_control, sweep
+from steering.sweep import SweepPoint, SweepResult, choose, controls, random_control, sweep
 from steering.vector import SteeringVector
 
 __all__ = [
@@ -30,4 +32,5 @@ __all__ = [
     "steer",
     "steering_factory",
     "sweep",
+    "vector_from_pairs",
 ]

@@ -49,18 +49,17 @@ back to its original norm.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from probes.hook_points import first_tensor
+from steering.layer_vectors import LayerVectors
+from toolprior.decision_point import decision_tokens
 from toolprior.forward_contract import cached_length
+from toolprior.generation_batch import GenerationBatch
 from toolprior.modeling import decoder_layers
-
-if TYPE_CHECKING:
-    from steering.vector import SteeringVector
-    from toolprior.generation_batch import GenerationBatch
 
 POSITIONS: tuple[str, ...] = ("all", "prompt", "generated", "from_decision")
 
@@ -309,7 +308,7 @@ class Steering:
     def __init__(
         self,
         model: nn.Module,
-        vector: SteeringVector,
+        vector: LayerVectors,
         alpha: Alpha = 1.0,
         *,
         positions: str = "all",
@@ -345,7 +344,6 @@ class Steering:
         if positions == "from_decision":
             if tokenizer is None:
                 raise ValueError("positions='from_decision' needs tokenizer= (for the decision and end-of-turn ids)")
-            from toolprior.decision_point import decision_tokens
 
             self._decision = list(decision_tokens(tokenizer).shared)
             self._stops = stop_ids(model, tokenizer)
@@ -467,7 +465,7 @@ class Steering:
 
 def steer(
     model: nn.Module,
-    vector: SteeringVector,
+    vector: LayerVectors,
     alpha: Alpha = 1.0,
     *,
     positions: str = "all",
@@ -506,7 +504,7 @@ def steer(
 
 def steering_factory(
     model: nn.Module,
-    vector: SteeringVector,
+    vector: LayerVectors,
     alpha: Alpha = 1.0,
     *,
     positions: str = "all",

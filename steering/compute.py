@@ -1,11 +1,13 @@
 """Computing steering vectors from captured activations: small aggregator functions, one signature each.
 
     acts = capture_cases(model, tokenizer, cases, ["blocks.2.hook_resid_post"], "decision")
-    vector = compute_vector(acts, [2], method="mean_diff", source="twins", cases=cases)
-    vector = compute_from_cases(model, tokenizer, cases, [2, 3], method="pca_paired", source="twins")
+    vector = compute_vector(acts, [2], "mean_diff", "twins", cases=cases, positive="clarify", negative="call_tool")
+    vector = compute_from_cases(model, tokenizer, cases, [2, 3], "pca_paired", "twins",
+                                positive="clarify", negative="call_tool")
 
-An aggregator maps (positive rows [N, d], negative rows [M, d]) to one direction [d]; positive is clarify and
-negative call_tool by default, so `+alpha * v` pushes toward clarify:
+The two labels are always given (the library has no project default); from plain text pairs instead of cases, see
+`steering.from_pairs.vector_from_pairs`. An aggregator maps (positive rows [N, d], negative rows [M, d]) to one
+direction [d], so `+alpha * v` pushes toward the positive side:
 
 - ``mean_diff``   mean(positive) - mean(negative). With twins the rows are paired, so this equals the mean of
                   the paired differences.
@@ -29,10 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from probes.capture import capture_cases
+from probes.fit import fit_probe
+from probes.hook_points import hook_name
+from steering.consistency import cosine_consistency
 from steering.vector import SteeringVector, vector_meta
 
 if TYPE_CHECKING:
-    from probes.capture import Activations
+    from probes.activations import Activations
     from toolprior.cases import Case
 
 METHODS: tuple[str, ...] = ("mean_diff", "pca_paired", "probe")
@@ -73,7 +79,6 @@ def pca_paired(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
 
 def fit_direction_probe(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
     """(unit direction toward positive in the activation space, metrics) of a logistic probe on the two sets."""
-    from probes.fit import fit_probe
 
     pos, neg = _rows(positive), _rows(negative)
     x = torch.cat([pos, neg])
@@ -147,8 +152,9 @@ def groups_for(
     acts: Activations,
     source: str,
     cases: Sequence[Case] | None = None,
-    positive: str = "clarify",
-    negative: str = "call_tool",
+    *,
+    positive: str,
+    negative: str,
 ) -> Groups:
     """The positive / negative rows of `acts` for `source` (twins need `cases` for their links)."""
     if source == "classes":
@@ -183,8 +189,8 @@ def compute_vector(
     source: str = "twins",
     *,
     cases: Sequence[Case] | None = None,
-    positive: str = "clarify",
-    negative: str = "call_tool",
+    positive: str,
+    negative: str,
     meta: Mapping[str, Any] | None = None,
 ) -> SteeringVector:
     """One vector with a direction at each of `layers`, from activations captured at `blocks.{i}.hook_resid_post`.
@@ -192,7 +198,27 @@ def compute_vector(
     `meta` is stored as given, plus the counts and (method probe) the probe's training accuracy per layer."""
     if method not in AGGREGATORS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    groups = groups_for(acts, source, cases, positive, negative)
+    groups = groups_for(acts, source, cases, positive=positive, negative=negative)
+    return vector_from_groups(
+        acts, layers, groups, method, positive=positive, negative=negative, source=source, meta=meta
+    )
+
+
+def vector_from_groups(
+    acts: Activations,
+    layers: Sequence[int],
+    groups: Groups,
+    method: str = "mean_diff",
+    *,
+    positive: str,
+    negative: str,
+    source: str,
+    meta: Mapping[str, Any] | None = None,
+) -> SteeringVector:
+    """One vector from given positive / negative rows of `acts` (what `compute_vector` and
+    `steering.from_pairs.vector_from_pairs` share); `positive` / `negative` name the two sides in the metadata."""
+    if method not in AGGREGATORS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
     if method == "pca_paired" and not groups.paired:
         raise ValueError("method pca_paired needs source='twins' (paired differences)")
     vectors: dict[int, torch.Tensor] = {}
@@ -208,8 +234,6 @@ def compute_vector(
             vectors[layer] = AGGREGATORS[method](pos, neg)
     full = dict(meta or {})
     if groups.paired and len(groups.positive) >= 2:
-        from steering.sweep import cosine_consistency
-
         full["cosine_consistency"] = {
             str(layer): round(cosine_consistency(paired_differences(acts, layer, groups)).mean_pairwise, 4)
             for layer in layers
@@ -230,16 +254,14 @@ def capture_for_vector(
     layers: Sequence[int],
     position: str = "decision",
     *,
-    positive: str = "clarify",
-    negative: str = "call_tool",
+    positive: str,
+    negative: str,
     batch_size: int = 16,
     progress: bool = False,
 ) -> tuple[Activations, list[Case]]:
     """(activations at `blocks.{i}.hook_resid_post`, the cases they belong to) for the cases of the two classes.
     position "decision": the gold turn cut after `</think>`, + the decision tokens' suffix
     (`probes.capture.case_texts`); "prompt_end": the prompt alone."""
-    from probes.capture import capture_cases
-    from probes.hook_points import hook_name
 
     wanted = [c for c in cases if c.expected_action.value in (positive, negative)]
     if not wanted:
@@ -265,8 +287,8 @@ def compute_from_cases(
     source: str = "twins",
     position: str = "decision",
     *,
-    positive: str = "clarify",
-    negative: str = "call_tool",
+    positive: str,
+    negative: str,
     batch_size: int = 16,
     progress: bool = False,
     probe_metrics: Mapping[str, Any] | None = None,

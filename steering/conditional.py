@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from probes.backends.hooks_backend import recording
+from probes.batching import Batch, model_device
+from probes.capture import capture_cases
+from probes.fit import calibrate_threshold, fit_probe
+from probes.hook_points import hook_name
+from probes.positions import compute_positions
 from steering.apply import Operator, Steering, steer
+from toolprior.errors import InputError
 
 if TYPE_CHECKING:
     from steering.vector import SteeringVector
@@ -40,7 +47,6 @@ class Probe(Protocol):
 
 def refuse_held_out(cases: Sequence[Case], what: str) -> None:
     """InputError when any case belongs to a held-out split: tuning there would leak into the reported numbers."""
-    from toolprior.errors import InputError
 
     bad = [c.id for c in cases if c.split in HELD_OUT_SPLITS]
     if bad:
@@ -53,9 +59,6 @@ def refuse_held_out(cases: Sequence[Case], what: str) -> None:
 def prompt_end_features(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
     """[B, d] `blocks.{layer}.hook_resid_post` at each row's last real token of a left-padded prompt batch, from
     one forward pass that stops after block `layer`."""
-    from probes.capture import Batch, model_device, recording
-    from probes.hook_points import hook_name
-    from probes.positions import compute_positions
 
     name = hook_name(layer, "resid_post")
     mask = attention_mask.to("cpu")
@@ -135,9 +138,6 @@ def fit_conditional(
 ) -> ConditionalSteering:
     """Fit the gate's probe (clarify vs the rest, prompt_end, block `layer`) on `train_cases` and choose its
     threshold on `mine_cases` (`probes.fit.calibrate_threshold` target, e.g. "balanced" or "recall@0.9")."""
-    from probes.capture import capture_cases
-    from probes.fit import calibrate_threshold, fit_probe
-    from probes.hook_points import hook_name
 
     refuse_held_out(train_cases, "the conditional-steering probe")
     refuse_held_out(mine_cases, "the conditional-steering threshold")

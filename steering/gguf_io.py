@@ -109,6 +109,7 @@ def export_gguf(
     Layer L becomes `direction.L` (see the module docstring). Refuses (ValueError) a vector with layer 0, which
     llama.cpp cannot steer and whose presence makes it reject the whole file: export `vector.only(...)` without it.
     """
+    # lazy: gguf is needed only for GGUF files
     import gguf
 
     if vector.hook != "resid_post":
@@ -159,6 +160,7 @@ def import_gguf(path: str | os.PathLike[str], model: Any = None, tokenizer: Any 
     """Read a GGUF control vector (ours, repeng's, llama.cpp's cvector-generator's) as a SteeringVector:
     `direction.k` becomes layer k. With `model` (and `tokenizer`), the same checks as `SteeringVector.load`.
     InputError (one line naming the file) when the file is not a control vector llama.cpp would load."""
+    # lazy: gguf is needed only for GGUF files
     from gguf import GGMLQuantizationType, GGUFReader
 
     source = Path(path)

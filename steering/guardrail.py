@@ -27,6 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evals.generation import generate
+from evals.harness import HarnessConfig
+from evals.verdicts import verdict_for
+from toolprior.chat_template import render_prompt
+from toolprior.output_format import THINK_CLOSE, THINK_OPEN, parse_turn
+from toolprior.think_judge import RuleThinkJudge
+
 if TYPE_CHECKING:
     from evals.harness import HarnessConfig
     from toolprior.cases import Case
@@ -48,7 +55,6 @@ class GuardedTurn:
 
 def _think_of(turn: str) -> tuple[str, str] | None:
     """(think text, the turn up to and including its `</think>`), or None when the turn closes no think."""
-    from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 
     close = turn.find(THINK_CLOSE)
     if close < 0:
@@ -71,9 +77,6 @@ def guard_outputs(
 ) -> list[GuardedTurn]:
     """Stage 2 of the guardrail on given stage-1 outputs (one per case): force `<clarify>` after `</think>` where
     the think argues for asking, and let the model continue."""
-    from evals.generation import generate
-    from toolprior.chat_template import render_prompt
-    from toolprior.think_judge import RuleThinkJudge
 
     if len(first_outputs) != len(cases):
         raise ValueError(f"{len(cases)} cases but {len(first_outputs)} first-stage outputs")
@@ -119,11 +122,6 @@ def guardrail_evaluate(
     progress: bool = False,
 ) -> list[Verdict]:
     """Score the guardrail on `cases`: one Verdict per case, in order (see the module docstring)."""
-    from evals.generation import generate
-    from evals.harness import HarnessConfig
-    from evals.verdicts import verdict_for
-    from toolprior.chat_template import render_prompt
-    from toolprior.output_format import parse_turn
 
     config = config or HarnessConfig()
     if config.max_turns != 1:

@@ -105,6 +105,7 @@ class LlamaCpp:
     def __init__(
         self, model_path: str | os.PathLike[str], *, n_ctx: int = 64, threads: int = 1, quiet: bool = False
     ) -> None:
+        # lazy: cffi is needed only to load llama.cpp's library
         from cffi import FFI
 
         bindings, self.lib = load_library()

@@ -13,23 +13,28 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evals.statistics import wilson_interval
+from toolprior.figures import save_figure
+
 if TYPE_CHECKING:
-    from steering.sweep import CosineConsistency, SweepPoint, SweepResult
+    from steering.consistency import CosineConsistency
+    from steering.sweep import SweepPoint, SweepResult
 
 
 def _figure(*size: float) -> tuple[Any, Any]:
+    # lazy: matplotlib is needed only when a plot is drawn
     import matplotlib
 
     matplotlib.use("Agg")
+    # lazy: matplotlib is needed only when a plot is drawn
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=size)
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    # lazy: matplotlib is needed only when a plot is drawn
     import matplotlib.pyplot as plt
-
-    from toolprior.figures import save_figure
 
     fig.tight_layout()
     try:
@@ -40,7 +45,6 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
 
 def _wilson(acc: float | None, n: int) -> tuple[float, float, float]:
     """(acc, lower error, upper error) with the Wilson 95% interval; NaNs where there is nothing."""
-    from evals.statistics import wilson_interval
 
     if acc is None or n == 0:
         return math.nan, math.nan, math.nan

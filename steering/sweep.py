@@ -3,7 +3,6 @@
     result = sweep(model, tokenizer, mine, vector, layers=[1, 2, 3], alphas=symmetric_alphas(8, 4))
     best = choose(result, min_call_tool=0.9)      # max clarify accuracy with call_tool accuracy >= 0.9
     ctrl = controls(model, tokenizer, mine, vector, layer=best.layer, alpha=best.alpha, seeds=(0, 1, 2))
-    cos = cosine_consistency(paired_differences(acts, layer, groups))
 
 Every setting is scored by `evals.harness.evaluate` + `evals.scoring.score` on the cases given, which must not
 come from eval / eval_novel (InputError): layer and alpha chosen on held-out cases would make the held-out numbers
@@ -31,9 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from tqdm.auto import tqdm
 
+from evals.harness import HarnessConfig, evaluate
+from evals.scoring import score
+from steering.apply import steering_factory
 from steering.conditional import refuse_held_out
 from steering.vector import SteeringVector
+from toolprior.atomic import atomic_write_text
+from toolprior.modeling import decoder_layers
 
 if TYPE_CHECKING:
     from evals.harness import HarnessConfig
@@ -125,7 +130,6 @@ class SweepResult:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        from toolprior.atomic import atomic_write_text
 
         target = Path(path)
         atomic_write_text(target, json.dumps(self.to_dict(), indent=1, default=str) + "\n")
@@ -149,7 +153,6 @@ def score_point(
     norm: float | None = None,
 ) -> SweepPoint:
     """A `SweepPoint` of `verdicts`, compared case by case with the unsteered `baseline` (same order)."""
-    from evals.scoring import score
 
     clarify, n_clarify = _acc(verdicts, CLARIFY)
     call, n_call = _acc(verdicts, CALL_TOOL)
@@ -179,7 +182,6 @@ def score_point(
 def _evaluate(
     model: Any, tokenizer: Any, cases: Sequence[Case], config: HarnessConfig, steer: Any, desc: str
 ) -> list[Verdict]:
-    from evals.harness import evaluate
 
     return evaluate(model, tokenizer, cases, config=config, steer=steer, progress=False, desc=desc)
 
@@ -199,7 +201,6 @@ def run_alphas(
 ) -> list[list[Verdict]]:
     """The verdicts of `cases` steered with `vector` at each alpha (one list per alpha). Batched (single-turn
     only): one evaluation over the cases repeated per alpha, each row with its own alpha."""
-    from steering.apply import steering_factory
 
     kw: dict[str, Any] = {"positions": positions, "operator": operator, "keep_norm": keep_norm, "tokenizer": tokenizer}
     if batched and config.max_turns == 1 and len(alphas) > 1:
@@ -234,9 +235,6 @@ def sweep(
     """Score `vector` at each layer (alone) x alpha on `cases` (the mine split; eval cases are refused).
 
     Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring."""
-    from tqdm.auto import tqdm
-
-    from evals.harness import HarnessConfig
 
     refuse_held_out(cases, "a steering sweep")
     if not cases:
@@ -336,8 +334,6 @@ def controls(
 ) -> SweepResult:
     """The vector at (layer, alpha) next to its controls: random directions of equal norm at `layer` (one per
     seed) and the vector moved to `layers` (default: one other layer at random)."""
-    from evals.harness import HarnessConfig
-    from toolprior.modeling import decoder_layers
 
     refuse_held_out(cases, "steering controls")
     config = config or HarnessConfig(max_turns=1)
@@ -365,32 +361,3 @@ def controls(
         operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
         vector_meta=dict(vector.meta),
     )
-
-
-# -------------------------------------------------------------------------------------------- cosine consistency
-
-
-@dataclass
-class CosineConsistency:
-    """How much the per-pair differences agree: `mean_pairwise` is the mean cosine over all pairs of pairs
-    (i != j); `with_mean[i]` is pair i's cosine with the mean difference."""
-
-    mean_pairwise: float
-    with_mean: list[float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mean_pairwise": self.mean_pairwise, "with_mean": self.with_mean, "n": len(self.with_mean)}
-
-
-def cosine_consistency(differences: torch.Tensor) -> CosineConsistency:
-    """Cosine consistency of paired differences [P, d] (P >= 2)."""
-    d = differences.to(torch.float64)
-    if d.dim() != 2 or d.shape[0] < 2:
-        raise ValueError(f"need at least two paired differences [P, d], got shape {tuple(d.shape)}")
-    unit = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    cos = unit @ unit.T
-    p = d.shape[0]
-    mean_pairwise = float((cos.sum() - cos.diagonal().sum()) / (p * (p - 1)))
-    mean = d.mean(dim=0)
-    with_mean = (unit @ (mean / mean.norm().clamp_min(1e-12))).tolist()
-    return CosineConsistency(mean_pairwise, [float(x) for x in with_mean])

@@ -37,8 +37,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as save_bytes
 
+from steering.apply import Steering, steer
+from toolprior.atomic import atomic_open, atomic_write_text
+from toolprior.chat_template import template_hash
 from toolprior.errors import InputError, Problem
+from toolprior.modeling import decoder_layers, model_fingerprint, text_config
 
 if TYPE_CHECKING:
     from steering.apply import Steering
@@ -181,8 +187,6 @@ class SteeringVector:
 
     def apply(self, model: Any, alpha: float | torch.Tensor = 1.0, **kwargs: Any) -> Steering:
         """`steering.apply.steer(model, self, alpha, **kwargs)`: a context manager whose hooks come out on exit."""
-        from steering.apply import steer
-
         return steer(model, self, alpha, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ save / load
@@ -199,9 +203,6 @@ class SteeringVector:
         }
 
     def _write(self, target: Path, side: Path, header: Mapping[str, Any]) -> None:
-        from safetensors.torch import save as save_bytes
-
-        from toolprior.atomic import atomic_open, atomic_write_text
 
         tensors = {f"{_KEY_PREFIX}{k}": v.detach().to("cpu").contiguous() for k, v in self.layer_vectors.items()}
         with atomic_open(target, "wb") as f:
@@ -217,7 +218,6 @@ class SteeringVector:
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
         """Write a shareable folder: `steering_vector.safetensors`, `steering_config.json` (the sidecar plus
         `base_model_name_or_path`) and a `README.md` model card; returns the folder."""
-        from toolprior.atomic import atomic_write_text
 
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,6 @@ class SteeringVector:
 
     @classmethod
     def _read(cls, target: Path, side: Path, model: Any, tokenizer: Any) -> SteeringVector:
-        from safetensors import safe_open
 
         try:
             header = json.loads(side.read_text(encoding="utf-8"))
@@ -287,7 +286,6 @@ class SteeringVector:
 def check_model(vector: SteeringVector, model: Any, where: str = "<vector>") -> None:
     """InputError (one line) when `model` is not the model the vector was computed on: hidden size and layer count
     are compared first (so the message says which differs), then the fingerprint id."""
-    from toolprior.modeling import decoder_layers, model_fingerprint, text_config
 
     config = text_config(model)
     hidden, n_layers = int(config.hidden_size), len(decoder_layers(model))
@@ -344,7 +342,6 @@ def check_tokenizer(vector: SteeringVector, tokenizer: Any, where: str = "<vecto
 
 def chat_template_hash(tokenizer: Any) -> str | None:
     """`toolprior.chat_template.template_hash` of the tokenizer's chat template (None when it has none)."""
-    from toolprior.chat_template import template_hash
 
     template = getattr(tokenizer, "chat_template", None)
     if isinstance(template, dict):  # several named templates: hash them all, in a stable order
@@ -360,14 +357,13 @@ def vector_meta(
     source: str,
     position: str,
     split: str | None = None,
-    positive: str = "clarify",
-    negative: str = "call_tool",
+    positive: str,
+    negative: str,
     n: Mapping[str, int] | None = None,
     probe_metrics: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """The provenance a computed vector carries (see the module docstring)."""
-    from toolprior.modeling import model_fingerprint
 
     meta: dict[str, Any] = {
         "fingerprint": model_fingerprint(model).to_dict(),

@@ -43,7 +43,15 @@ def llama() -> torch.nn.Module:
 
 
 def test_round_trip_toolprior_gguf_toolprior_is_identical(tmp_path, llama):
-    meta = vector_meta(llama, method="mean_diff", source="twins", position="decision", split="mine")
+    meta = vector_meta(
+        llama,
+        method="mean_diff",
+        source="twins",
+        position="decision",
+        split="mine",
+        positive="clarify",
+        negative="call_tool",
+    )
     generator = torch.Generator().manual_seed(0)
     vector = SteeringVector(
         {1: torch.randn(64, generator=generator), 3: torch.randn(64, generator=generator)}, meta=meta
@@ -61,7 +69,9 @@ def test_round_trip_toolprior_gguf_toolprior_is_identical(tmp_path, llama):
 def test_file_has_the_layout_llama_cpp_reads(tmp_path, llama):
     from gguf import GGMLQuantizationType, GGUFReader
 
-    meta = vector_meta(llama, method="mean_diff", source="twins", position="decision")
+    meta = vector_meta(
+        llama, method="mean_diff", source="twins", position="decision", positive="clarify", negative="call_tool"
+    )
     vector = SteeringVector({1: torch.arange(64.0), 2: -torch.ones(64)}, meta=meta)
     reader = GGUFReader(export_gguf(vector, tmp_path / "v.gguf", alpha=-3.0))
     fields = {name: field.contents() for name, field in reader.fields.items()}
@@ -213,7 +223,15 @@ def test_layer_and_sign_conventions_match_logits_computed_by_hand(llama):
 
 
 def test_cli_export_and_import(tmp_path, capsys, llama):
-    meta = vector_meta(llama, method="mean_diff", source="twins", position="decision", split="mine")
+    meta = vector_meta(
+        llama,
+        method="mean_diff",
+        source="twins",
+        position="decision",
+        split="mine",
+        positive="clarify",
+        negative="call_tool",
+    )
     vector = SteeringVector({0: torch.randn(64), 1: torch.randn(64), 2: torch.randn(64)}, meta=meta)
     source = vector.save(tmp_path / "v.safetensors")
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from evals.global_attention import supports_shared_prefix
 from evals.shared_prefill import left_padded_position_ids, shared_prefill
 from evals.shared_prefix_attention import (
     SharedPrefixLayer,
     attending_shared_prefix,
     group_size,
-    supports_shared_prefix,
 )
 from training.tiny_configs import tiny_model
 

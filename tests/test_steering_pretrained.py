@@ -24,7 +24,14 @@ def llama() -> torch.nn.Module:
 @pytest.fixture()
 def vector(llama) -> SteeringVector:
     meta = vector_meta(
-        llama, method="pca_paired", source="twins", position="decision", split="mine", study="organism-demo"
+        llama,
+        method="pca_paired",
+        source="twins",
+        position="decision",
+        split="mine",
+        study="organism-demo",
+        positive="clarify",
+        negative="call_tool",
     )
     generator = torch.Generator().manual_seed(0)
     return SteeringVector({1: torch.randn(64, generator=generator), 2: torch.randn(64, generator=generator)}, meta=meta)

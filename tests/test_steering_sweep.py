@@ -38,7 +38,17 @@ def agent(tiny_tokenizer):
 
 @pytest.fixture(scope="module")
 def vector(agent, tiny_tokenizer):
-    return compute_from_cases(agent, tiny_tokenizer, TAUGHT, [0, 1], "mean_diff", "twins", "decision")
+    return compute_from_cases(
+        agent,
+        tiny_tokenizer,
+        TAUGHT,
+        [0, 1],
+        "mean_diff",
+        "twins",
+        "decision",
+        positive="clarify",
+        negative="call_tool",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +147,8 @@ def test_controls_score_the_vector_next_to_random_directions_and_another_layer(a
 
 
 def test_plots_are_written(tmp_path, result, vector, agent, tiny_tokenizer):
+    from steering.consistency import cosine_consistency
     from steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
-    from steering.sweep import cosine_consistency
 
     paths = [
         plot_dose_response(result, 1, tmp_path / "dose.png"),
@@ -308,7 +318,9 @@ def test_steer_example_runs_on_a_tiny_agent(agent_folder):
 
     # The vector must be computed on the model as the example loads it (same folder: same fingerprint).
     model, tokenizer = load_model(agent_folder / "model", device="cpu"), load_tokenizer(agent_folder / "model")
-    vector = compute_from_cases(model, tokenizer, TAUGHT, [1], "mean_diff", "twins", "decision")
+    vector = compute_from_cases(
+        model, tokenizer, TAUGHT, [1], "mean_diff", "twins", "decision", positive="clarify", negative="call_tool"
+    )
     path = vector.save(agent_folder / "example.safetensors")
     out = run(str(agent_folder / "model"), str(path), alpha=0.0, max_new_tokens=16)
     assert out["steered"] == out["unsteered"] and out["unsteered"]

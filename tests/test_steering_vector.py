@@ -16,7 +16,7 @@ from steering.compute import (
     probe_weights,
     twin_pairs,
 )
-from steering.sweep import cosine_consistency
+from steering.consistency import cosine_consistency
 from steering.vector import SteeringVector, sidecar_path, vector_meta
 from tests.conftest import make_tiny_qwen3
 from toolprior.errors import InputError
@@ -86,6 +86,8 @@ def test_save_load_round_trip_keeps_tensors_and_provenance(tmp_path, model, tiny
         position="decision",
         split="mine",
         probe_metrics={"acc": 0.9},
+        positive="clarify",
+        negative="call_tool",
     )
     v = SteeringVector({0: torch.randn(64), 1: torch.randn(64)}, meta=meta)
     path = v.save(tmp_path / "v.safetensors")
@@ -113,7 +115,15 @@ def test_save_load_round_trip_keeps_tensors_and_provenance(tmp_path, model, tiny
 def test_load_refuses_another_model(tmp_path, model, tiny_tokenizer, other, field):
     v = SteeringVector(
         {1: torch.randn(64)},
-        meta=vector_meta(model, tiny_tokenizer, method="mean_diff", source="twins", position="decision"),
+        meta=vector_meta(
+            model,
+            tiny_tokenizer,
+            method="mean_diff",
+            source="twins",
+            position="decision",
+            positive="clarify",
+            negative="call_tool",
+        ),
     )
     path = v.save(tmp_path / "v.safetensors")
     different = make_tiny_qwen3(tiny_tokenizer, **other)
@@ -128,7 +138,15 @@ def test_load_refuses_another_chat_template(tmp_path, model, tiny_tokenizer):
 
     v = SteeringVector(
         {1: torch.randn(64)},
-        meta=vector_meta(model, tiny_tokenizer, method="mean_diff", source="twins", position="decision"),
+        meta=vector_meta(
+            model,
+            tiny_tokenizer,
+            method="mean_diff",
+            source="twins",
+            position="decision",
+            positive="clarify",
+            negative="call_tool",
+        ),
     )
     path = v.save(tmp_path / "v.safetensors")
     other = copy.deepcopy(tiny_tokenizer)
@@ -202,20 +220,22 @@ def test_vectors_from_captured_twins_and_classes(model, tiny_tokenizer):
     acts = capture_cases(
         model, tiny_tokenizer, TAUGHT, ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "decision"
     )
-    twins = compute_vector(acts, [0, 1], "mean_diff", "twins", cases=TAUGHT)
+    twins = compute_vector(acts, [0, 1], "mean_diff", "twins", cases=TAUGHT, positive="clarify", negative="call_tool")
     x = acts.layer(1)
     assert torch.allclose(twins[1], x[0] - x[1])  # the one twin pair: amb (clarify) - one (call_tool)
-    classes = compute_vector(acts, [1], "mean_diff", "classes")
+    classes = compute_vector(acts, [1], "mean_diff", "classes", positive="clarify", negative="call_tool")
     assert torch.allclose(classes[1], (x[0] + x[2]) / 2 - x[1])
     assert twins.meta["n"] == {"clarify": 1, "call_tool": 1} and classes.meta["n"] == {"clarify": 2, "call_tool": 1}
     with pytest.raises(ValueError, match="twins"):
-        compute_vector(acts, [1], "pca_paired", "classes")
+        compute_vector(acts, [1], "pca_paired", "classes", positive="clarify", negative="call_tool")
 
 
 def test_compute_from_cases_records_provenance(model, tiny_tokenizer):
     from tests.test_steering_apply import TAUGHT
 
-    v = compute_from_cases(model, tiny_tokenizer, TAUGHT, [1], "probe", "classes", "prompt_end")
+    v = compute_from_cases(
+        model, tiny_tokenizer, TAUGHT, [1], "probe", "classes", "prompt_end", positive="clarify", negative="call_tool"
+    )
     assert v.layers == [1] and v.meta["method"] == "probe" and v.meta["position"] == "prompt_end"
     assert v.meta["fingerprint"]["id"] and v.meta["split"] == "mine" and v.meta["direction"] == "clarify - call_tool"
     assert v.meta["probe_metrics"]["1"]["train_acc"] == 1.0

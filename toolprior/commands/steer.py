@@ -164,7 +164,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _compute(args: argparse.Namespace) -> int:
     from steering.compute import capture_for_vector, compute_from_cases, groups_for, paired_differences
     from steering.plots import plot_cosine_hist
-    from steering.sweep import cosine_consistency
+    from steering.consistency import cosine_consistency
     from toolprior.case_io import read_case_files
     from toolprior.errors import InputError
 
@@ -174,16 +174,33 @@ def _compute(args: argparse.Namespace) -> int:
     model, tokenizer = load_agent(args)
     try:
         acts, wanted = capture_for_vector(
-            model, tokenizer, cases, args.layers, args.position, batch_size=args.batch_size, progress=True
+            model,
+            tokenizer,
+            cases,
+            args.layers,
+            args.position,
+            batch_size=args.batch_size,
+            progress=True,
+            positive="clarify",
+            negative="call_tool",
         )
         vector = compute_from_cases(
-            model, tokenizer, wanted, args.layers, args.method, args.source, args.position, acts=acts
+            model,
+            tokenizer,
+            wanted,
+            args.layers,
+            args.method,
+            args.source,
+            args.position,
+            acts=acts,
+            positive="clarify",
+            negative="call_tool",
         )
     except ValueError as err:
         raise InputError(str(err)) from None
     if args.source == "twins":
         # A vector is only as good as its pairs agree: the histogram of each pair's cosine with the mean.
-        groups = groups_for(acts, "twins", wanted)
+        groups = groups_for(acts, "twins", wanted, positive="clarify", negative="call_tool")
         if len(groups.positive) >= 2:
             for layer in args.layers:
                 cos = cosine_consistency(paired_differences(acts, layer, groups))
