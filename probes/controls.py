@@ -1,6 +1,7 @@
 """Control tasks for probes: what a probe scores when the labels carry no information about the activations.
 
-Two controls, both run with the SAME probe family and the SAME grouped folds as the real task (`probes.fit`):
+Two controls, both run with the SAME probe family and the SAME grouped folds as the real task
+(`probes.layer_curve`):
 
 1. **Hewitt & Liang control task** (`template_control_labels`): every surface template gets one random label, drawn
    so that the control labels keep the real labels' class balance; a row's control label is its template's.
@@ -15,7 +16,7 @@ Two controls, both run with the SAME probe family and the SAME grouped folds as 
    exploiting something that leaks across templates (e.g. a label-correlated surface feature shared by related
    templates, or unlucky fold composition), and selectivity subtracts exactly that. So under grouped CV it
    is a check that the grouping works, plus a guard against fold artefacts; run the same labels with ungrouped
-   folds (`probes.fit.cross_validate` with stratified, ungrouped splits) to see the probe's raw memorisation capacity,
+   folds (`probes.cross_validation.cross_validate` with `probes.folds.stratified_folds`) to see the probe's raw memorisation capacity,
    which is Hewitt & Liang's original quantity.
 
 2. **Permutation baseline** (`permuted_fold_labels`): the labels are shuffled WITHIN each training fold (the
@@ -25,7 +26,7 @@ Two controls, both run with the SAME probe family and the SAME grouped folds as 
    it (a permutation test; `LayerRow.perm_p`).
 
 The third baseline, the same curve on the base model's activations (before the agent's fine-tuning, or a random
-initialisation), needs a second capture and is run by `probes.experiment`.
+initialisation), needs a second capture and is run by `probes.experiment_run` (`probes.baseline`).
 """
 
 from __future__ import annotations

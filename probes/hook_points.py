@@ -35,7 +35,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from toolprior.modeling import decoder_layers
+from toolprior.modeling import decoder_layers, text_config
 
 HookKind = Literal["resid_post", "attn_out", "mlp_out", "z"]
 HOOK_KINDS: tuple[str, ...] = ("z", "attn_out", "mlp_out", "resid_post")  # the order they fire within a block
@@ -167,8 +167,6 @@ def _head_dim(attn: nn.Module, model: nn.Module) -> int:
         value = getattr(attn, attr, None)
         if isinstance(value, int) and value > 0:
             return value
-    from toolprior.modeling import text_config
-
     config = text_config(model)
     head_dim = getattr(config, "head_dim", None)
     return int(head_dim or config.hidden_size // config.num_attention_heads)

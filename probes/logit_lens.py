@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from probes.capture import case_texts, model_device, pad_left
+from probes.batching import model_device, pad_left
+from probes.capture import case_texts
 from probes.hook_points import first_tensor
 from probes.positions import THINK_RULES, compute_positions, think_token_ids
 from toolprior.actions import ACTIONS, Action
@@ -240,9 +242,6 @@ def logit_lens(
     worst = 0.0
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
-
-    from tqdm.auto import tqdm
-
     try:
         with torch.no_grad(), block_outputs(model, watch) as store:
             for start in tqdm(range(0, len(texts), batch_size), desc="logit lens", disable=not progress):

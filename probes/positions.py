@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from toolprior.decision_point import decision_tokens
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 
 POSITION_RULES: tuple[str, ...] = ("prompt_end", "decision", "think_mean", "last")
@@ -142,8 +143,6 @@ def compute_positions(
             raise ValueError(f"position rule {rule!r} needs the tokenizer (to find <think>, </think> and the decision)")
         think_ids = think_ids or think_token_ids(tokenizer)
         if rule == "decision" and decision_ids is None:
-            from toolprior.decision_point import decision_tokens
-
             decision_ids = decision_tokens(tokenizer).shared
     open_ids, close_ids = think_ids
     ids = input_ids.tolist()

@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probes.fit import LayerCurve
+from probes.layer_curve import LayerCurve
+from probes.logit_lens import LensResult
+from probes.patching_result import PatchingResult
 from toolprior.atomic import atomic_write_text
 from toolprior.figures import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from probes.logit_lens import LensResult
-    from probes.patching import PatchingResult
 
 
 def _clean(value: Any) -> Any:
@@ -106,7 +105,7 @@ def merge_probe_block(report_path: str | os.PathLike[str], block: Mapping[str, A
 
 
 def _figure(width: float = 6.4, height: float = 4.0) -> Figure:
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: matplotlib is heavy and only plots need it
 
     return Figure(figsize=(width, height))
 

@@ -26,12 +26,15 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
-from probes.capture import Activations
+from probes.activations import Activations
 from toolprior.modeling import Fingerprint
 
 FORMAT = "toolprior.activations"
@@ -53,8 +56,6 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def _created_with() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out: dict[str, str] = {}
     for package in ("toolprior", "torch", "transformers", "safetensors"):
         with contextlib.suppress(PackageNotFoundError):
@@ -165,8 +166,6 @@ class ActivationStore:
     def _flush(self) -> None:
         if not self._buffered:
             return
-        from safetensors.torch import save_file
-
         assert self._tmp is not None
         tensors = {name: torch.cat(parts).contiguous() for name, parts in self._buffer.items()}
         tensors[ROWS_KEY] = torch.cat(self._buffer_rows)
@@ -206,8 +205,6 @@ class ActivationStore:
         return self.path
 
     def _shard_rows(self, file: str) -> torch.Tensor:
-        from safetensors import safe_open
-
         assert self._tmp is not None
         with safe_open(str(self._tmp / file), framework="pt") as f:
             return f.get_tensor(ROWS_KEY)
@@ -246,8 +243,6 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _load_hook(path: Path, header: dict[str, Any], hook: str) -> torch.Tensor:
-    from safetensors import safe_open
-
     shape = header["hooks"][hook] or []
     out = torch.empty((header["n"], *shape), dtype=STORE_DTYPES[header["dtype"]])
     for shard in header["shards"]:

@@ -26,23 +26,10 @@ from torch import nn
 from probes.hook_points import first_tensor, module_path
 from steering.apply import Alpha, Operator, Steering, _owner_inputs, _replace_first, decoder_owner
 from toolprior.modeling import decoder_layers
+from toolprior.nnsight_guard import restoring_instance_attrs
 
 if TYPE_CHECKING:
     from steering.vector import SteeringVector
-
-
-@contextlib.contextmanager
-def _restoring_instance_attrs(model: nn.Module) -> Iterator[None]:
-    """Undo the instance attributes (nnsight's `forward` wrapper and its state) modules gain during the block."""
-    before = {id(m): set(m.__dict__) for m in model.modules()}
-    try:
-        yield
-    finally:
-        for module in model.modules():
-            keys = before.get(id(module))
-            if keys is not None:
-                for key in set(module.__dict__) - keys:
-                    del module.__dict__[key]
 
 
 @contextlib.contextmanager
@@ -50,7 +37,7 @@ def _wrapped(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
     from nnsight.modeling.transformers import TransformersModel
     from transformers.utils import logging as hf_logging
 
-    with _restoring_instance_attrs(model):
+    with restoring_instance_attrs(model):
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity(hf_logging.CRITICAL)  # the pipeline complains about classes it does not list
         try:

@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 
-from probes.capture import Activations, Batch, capture, capture_cases, case_texts, pad_left, recording
+from probes.activations import Activations
+from probes.backends.hooks_backend import recording
+from probes.batching import Batch, pad_left
+from probes.capture import capture, capture_cases, case_texts
 from probes.hook_points import HookPoint, all_hook_names, all_resid_post, hook_name, parse_hook_name, resolve
 from probes.positions import POSITION_RULES, MissingThinkError, compute_positions, think_token_ids
 from probes.store import ActivationStore, load_activations, read_sidecar

@@ -12,8 +12,8 @@ import torch
 from evals.generation import generate
 from probes.capture import case_texts
 from probes.logit_lens import logit_lens
-from probes.patching import metric_token_ids, twin_text
 from probes.positions import MissingThinkError, compute_positions
+from probes.twins import metric_token_ids, twin_text
 from steering.apply import Steering, steer, steering_factory
 from steering.vector import SteeringVector
 from tests.conftest import make_tiny_qwen3, recorded

@@ -8,18 +8,12 @@ import math
 import pytest
 import torch
 
+from probes.attribution import attribution_patching
 from probes.logit_lens import final_norm, logit_lens, unembed
-from probes.patching import (
-    Patch,
-    TwinPair,
-    attribution_patching,
-    compare_patching,
-    pair_cases,
-    patch_heads,
-    patch_metric,
-    patch_resid,
-    twin_pairs,
-)
+from probes.patch_engine import Patch
+from probes.patching import patch_heads, patch_metric, patch_resid
+from probes.patching_compare import compare_patching
+from probes.twins import TwinPair, pair_cases, twin_pairs
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.modeling import decoder_layers
@@ -209,17 +203,18 @@ def test_attribution_and_exact_patching_give_comparable_rankings(model, tiny_tok
 
 
 def test_hooks_come_out_when_patching_fails(built, tiny_tokenizer):
-    from probes.patching import _encode, _patched_metric, _record, metric_token_ids
+    from probes.patch_engine import encode_rows, patched_metric, record_run
+    from probes.twins import metric_token_ids
 
     model = built.get("qwen3") or arch_model("qwen3", tiny_tokenizer)
     pair = equal_length_pair(tiny_tokenizer)
     ids = metric_token_ids(tiny_tokenizer)
     pad = tiny_tokenizer.pad_token_id
-    cache = _record(model, _encode([pair.clean], pad), [(0, "resid_post"), (1, "resid_post")], 2, ids)
+    cache = record_run(model, encode_rows([pair.clean], pad), [(0, "resid_post"), (1, "resid_post")], 2, ids)
     cache.values[(1, "resid_post")] = torch.zeros(1, 2, 3)  # wrong width: the hook fails inside the forward pass
     before = hook_count(model)
     with pytest.raises(RuntimeError):
-        _patched_metric(model, _encode([pair.corrupted], pad), cache, [[Patch(0), Patch(1)]], ids)
+        patched_metric(model, encode_rows([pair.corrupted], pad), cache, [[Patch(0), Patch(1)]], ids)
     assert hook_count(model) == before
 
 

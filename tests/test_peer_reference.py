@@ -32,7 +32,7 @@ import steering_vectors
 import torch
 
 from experiments.bench import import_repeng, repeng_control
-from probes.capture import pad_left
+from probes.batching import pad_left
 from steering.apply import steer
 from steering.vector import SteeringVector
 from tests.conftest import make_tiny_qwen3, recorded

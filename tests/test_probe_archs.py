@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from probes.capture import capture_cases
-from probes.fit import fit_layer_curve
 from probes.hook_points import all_resid_post
+from probes.layer_curve import fit_layer_curve
 from tests.test_capture import TOOL, arch_model
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall

@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-from probes.experiment import ProbeExperimentConfig, random_twin, run_probe_experiment
-from probes.fit import ProbeWeights
+from probes.baseline import random_twin
+from probes.experiment import ProbeExperimentConfig
+from probes.experiment_run import run_probe_experiment
+from probes.linear_probe import ProbeWeights
 from toolprior.cli import main
 from toolprior.config import load_config
 from toolprior.errors import InputError

@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from probes.capture import Activations
+from probes.activations import Activations
 from probes.controls import permuted_fold_labels, template_control_labels
-from probes.fit import (
-    BINARY_CLASSES,
-    LayerCurve,
-    ProbeWeights,
-    calibrate_threshold,
-    cross_validate,
-    fit_layer_curve,
-    fit_probe,
-    grouped_folds,
-    stratified_folds,
-)
+from probes.cross_validation import cross_validate
+from probes.fit import calibrate_threshold, fit_probe
+from probes.folds import BINARY_CLASSES, grouped_folds, stratified_folds
+from probes.layer_curve import LayerCurve, fit_layer_curve
+from probes.linear_probe import ProbeWeights
 from probes.report import json_safe, merge_probe_block, plot_layer_curve, probe_block
 from toolprior.actions import ACTION_NAMES
 from toolprior.modeling import Fingerprint

@@ -12,7 +12,8 @@ The model is wrapped with `nnsight.modeling.transformers.TransformersModel(model
 
 nnsight installs its controller as an instance `forward` on every module it wraps and leaves it there ("inert
 outside a trace"). This backend removes what it added when the capture ends, so the model comes back as it was;
-modules nnsight had wrapped before (another wrapper of the same model) are left alone.
+modules nnsight had wrapped before (another wrapper of the same model) are left alone
+(`toolprior.nnsight_guard.restoring_instance_attrs`).
 """
 
 from __future__ import annotations
@@ -24,30 +25,15 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.utils import logging as hf_logging
 
-from probes.capture import Batch, Runner, model_device
+from probes.batching import Batch, Runner, model_device
 from probes.hook_points import HookPoint, first_tensor, module_path, parse_hook_name, resolve, split_heads
-
-
-@contextlib.contextmanager
-def _restoring_instance_attrs(model: nn.Module) -> Iterator[None]:
-    """Undo instance attributes (nnsight's `forward` controller and its state) added to modules during the block."""
-    before = {id(m): set(m.__dict__) for m in model.modules()}
-    try:
-        yield
-    finally:
-        for module in model.modules():
-            keys = before.get(id(module))
-            if keys is None:
-                continue
-            for key in set(module.__dict__) - keys:
-                del module.__dict__[key]
+from toolprior.nnsight_guard import restoring_instance_attrs
 
 
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity(hf_logging.CRITICAL)
     try:
@@ -60,8 +46,8 @@ def _quiet_transformers() -> Iterator[None]:
 def nnsight_runner(model: nn.Module, tokenizer: Any, hook_points: Sequence[str | HookPoint]) -> Iterator[Runner]:
     """A runner reading `hook_points` through nnsight, open for the block (see the module docstring)."""
     try:
-        import nnsight
-        from nnsight.modeling.transformers import TransformersModel
+        import nnsight  # lazy: optional, heavy; only for this backend
+        from nnsight.modeling.transformers import TransformersModel  # lazy: optional, heavy; only for this backend
     except ImportError as e:  # pragma: no cover - nnsight is a declared dependency
         raise ImportError("backend='nnsight' needs the nnsight package (pip install nnsight)") from e
 
@@ -71,7 +57,7 @@ def nnsight_runner(model: nn.Module, tokenizer: Any, hook_points: Sequence[str |
         module, read = resolve(model, point)
         reads.append((point.name, module_path(model, module), read))
 
-    with _restoring_instance_attrs(model):
+    with restoring_instance_attrs(model):
         # nnsight configures the tokenizer it is given (pad token, padding side): give it a copy. It only needs one to
         # tokenize text, and this backend passes token ids.
         with _quiet_transformers():  # the pipeline logs an error for model classes it does not list (PeftModel)

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.capture import Batch, Runner, model_device
+from probes.batching import Batch, Runner, model_device
 from probes.hook_points import HookPoint, Read, first_tensor, parse_hook_name, resolve, split_heads
 
 
@@ -102,14 +102,14 @@ def _float_dtype(model: nn.Module) -> torch.dtype:
 def bridged(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
     """A TransformerBridge over `model` for the block; the model is restored on exit (see the module docstring)."""
     try:
-        import transformer_lens.model_bridge.sources  # noqa: F401  (attaches the boot_* constructors)
-        from transformer_lens.model_bridge import TransformerBridge
+        import transformer_lens.model_bridge.sources  # noqa: F401  # lazy: optional, heavy; attaches boot_*
+        from transformer_lens.model_bridge import TransformerBridge  # lazy: optional, heavy; only for this backend
     except ImportError as e:  # pragma: no cover - transformer-lens is a declared dependency
         raise ImportError(
             "backend='transformer_lens' needs transformer-lens >= 4 (pip install transformer-lens)"
         ) from e
 
-    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES
+    from transformer_lens.factories.architecture_adapter_factory import SUPPORTED_ARCHITECTURES  # lazy: optional
 
     target = _bridge_target(model)
     arch = type(target).__name__
@@ -144,7 +144,7 @@ def bridged(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
 
 def _component_hooks(bridge: Any) -> dict[int, str]:
     """id(original HF module) -> the bridge path of the component wrapping it (shortest path wins)."""
-    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent
+    from transformer_lens.model_bridge.generalized_components.base import GeneralizedComponent  # lazy: optional
 
     found: dict[int, str] = {}
     # Every path, duplicates included: a component sits both at its canonical path (blocks.1.attn) and inside the

@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _probe(args: argparse.Namespace) -> int:
     import json
 
-    from probes.experiment import ProbeExperimentConfig, run_probe_experiment
+    from probes.experiment import ProbeExperimentConfig
+    from probes.experiment_run import run_probe_experiment
     from toolprior.config import load_config
 
     overrides = list(args.set)
