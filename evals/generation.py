@@ -19,20 +19,7 @@ from evals.shared_prefill import shared_prefill
 from evals.shared_prefix_attention import attending_shared_prefix
 from toolprior.forward_contract import cache_keyword
 from toolprior.generation_batch import GenerationBatch, SteeringFactory
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """End-of-turn ids: the tokenizer's eos plus any the model's generation config lists."""
-    ids: list[int] = []
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(configured, int):
-        configured = [configured]
-    for i in configured or []:
-        if i not in ids:
-            ids.append(int(i))
-    return ids
+from toolprior.stop_tokens import stop_token_ids
 
 
 def model_device(model: Any) -> torch.device:

@@ -56,196 +56,13 @@ from torch import nn
 
 from probes.hook_points import first_tensor
 from steering.layer_vectors import LayerVectors
+from steering.operators import Alpha, Operator, get_operator, steer_hidden
+from steering.positions import POSITIONS, PositionTracker
 from toolprior.decision_point import decision_tokens
 from toolprior.forward_contract import cached_length
 from toolprior.generation_batch import GenerationBatch
 from toolprior.modeling import decoder_layers
-
-POSITIONS: tuple[str, ...] = ("all", "prompt", "generated", "from_decision")
-
-# (h [..., d], v [d], alpha broadcastable to h[..., :1]) -> h'
-Operator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-Alpha = float | int | torch.Tensor | Sequence[float]
-
-
-# ------------------------------------------------------------------------------------------------------ operators
-
-
-def add(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """h + alpha v."""
-    return h + alpha * v
-
-
-def ablate(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """h - (h.u) u, u = v / |v|: the component along the vector removed (alpha unused)."""
-    u = v / v.norm().clamp_min(torch.finfo(v.dtype).tiny)
-    return h - (h @ u).unsqueeze(-1) * u
-
-
-def ablate_then_add(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Remove the component along v, then add alpha v: every position ends at the same coordinate alpha |v|."""
-    return ablate(h, v, alpha) + alpha * v
-
-
-OPERATORS: dict[str, Operator] = {"add": add, "ablate": ablate, "ablate_then_add": ablate_then_add}
-
-
-def get_operator(operator: str | Operator) -> Operator:
-    if callable(operator):
-        return operator
-    try:
-        return OPERATORS[operator]
-    except KeyError:
-        raise ValueError(f"unknown steering operator {operator!r}; expected one of {', '.join(OPERATORS)}") from None
-
-
-def steer_hidden(
-    h: torch.Tensor,
-    v: torch.Tensor,
-    alpha: torch.Tensor,
-    mask: torch.Tensor,
-    operator: Operator,
-    keep_norm: bool = False,
-) -> torch.Tensor:
-    """One block's output with the operator applied at `mask` ([B, T] bool) and left bit-for-bit alone elsewhere.
-
-    h: [B, T, d]; v: [d]; alpha: [B] (one value per row)."""
-    v = v.to(device=h.device, dtype=h.dtype)
-    a = alpha.to(device=h.device, dtype=h.dtype).reshape(-1, *([1] * (h.dim() - 1)))
-    new = operator(h, v, a)
-    if keep_norm:
-        new = new * (h.norm(dim=-1, keepdim=True) / new.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-    return torch.where(mask.to(h.device).unsqueeze(-1), new, h)
-
-
-# ------------------------------------------------------------------------------------------------------ positions
-
-
-def stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    """End-of-turn ids: the tokenizer's eos and whatever the model's generation config lists."""
-    ids: list[int] = []
-    if tokenizer is not None and tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for i in [configured] if isinstance(configured, int) else configured or []:
-        if int(i) not in ids:
-            ids.append(int(i))
-    return ids
-
-
-class PositionTracker:
-    """Which positions of each forward pass to steer, row by row, across the steps of a cached generation.
-
-    `begin((B, T), input_ids=, attention_mask=, past_length=)` is called once per forward pass before any block
-    runs and returns (and keeps as `current`) the [B, T] bool mask of positions to steer. `decision_ids`
-    ("from_decision" only): P of `toolprior.decision_point`, matched whole (it may span forward passes); the
-    decision column is its last token."""
-
-    def __init__(
-        self,
-        rule: str,
-        *,
-        prompt_mask: torch.Tensor | None = None,
-        prompt_ids: torch.Tensor | None = None,
-        decision_ids: Sequence[int] | None = None,
-        stops: Iterable[int] = (),
-    ) -> None:
-        if rule not in POSITIONS:
-            raise ValueError(f"unknown steering positions {rule!r}; expected one of {', '.join(POSITIONS)}")
-        if rule == "from_decision" and not decision_ids:
-            raise ValueError("positions='from_decision' needs the decision tokens P (pass tokenizer=)")
-        self.rule = rule
-        self.prompt_mask = None if prompt_mask is None else prompt_mask.detach().to("cpu", torch.bool)
-        self.prompt_ids = None if prompt_ids is None else prompt_ids.detach().to("cpu")
-        self.decision_ids = list(decision_ids or [])
-        self.stops = set(stops)
-        self.total = 0
-        self.prompt_width: int | None = None
-        self.decision: list[int | None] = []
-        self._tails: list[list[int]] = []
-        self.current: torch.Tensor | None = None
-
-    def _new_sequence(self, batch: int, width: int) -> None:
-        self.prompt_width = int(self.prompt_mask.shape[1]) if self.prompt_mask is not None else width
-        self.decision = [None] * batch
-        self._tails = [[] for _ in range(batch)]
-
-    def begin(
-        self,
-        shape: tuple[int, int],
-        *,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: Any = None,
-        past_length: int | None = None,
-    ) -> torch.Tensor:
-        batch, n_new = int(shape[0]), int(shape[1])
-        full_mask = attention_mask if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 else None
-        if full_mask is not None and full_mask.shape[1] >= n_new:
-            offset = int(full_mask.shape[1]) - n_new
-        else:
-            full_mask = None
-            offset = int(past_length or 0)
-        if offset == 0 or self.prompt_width is None:
-            self._new_sequence(batch, n_new)
-        if len(self.decision) != batch:
-            raise RuntimeError(f"steering state is for {len(self.decision)} rows, the forward pass has {batch}")
-        if self.prompt_mask is not None and self.prompt_mask.shape[0] != batch:
-            raise ValueError(f"the attention mask given has {self.prompt_mask.shape[0]} rows, the forward pass {batch}")
-        cols = torch.arange(offset, offset + n_new)
-        if full_mask is not None:
-            real = full_mask[:, offset:].detach().to("cpu", torch.bool)
-        else:
-            real = torch.ones(batch, n_new, dtype=torch.bool)
-            if self.prompt_mask is not None:
-                inside = cols < self.prompt_mask.shape[1]
-                real[:, inside] = self.prompt_mask[:, cols[inside]]
-        assert self.prompt_width is not None
-        if self.rule == "all":
-            mask = real
-        elif self.rule == "prompt":
-            mask = real & (cols < self.prompt_width)
-        elif self.rule == "generated":
-            mask = real & (cols >= self.prompt_width)
-        else:
-            self._find_decisions(self._ids_for(input_ids, offset, (batch, n_new)), real, offset)
-            never = offset + n_new
-            starts = torch.tensor([never if d is None else d for d in self.decision], dtype=torch.long)
-            mask = real & (cols.unsqueeze(0) >= starts.unsqueeze(1))
-        self.total = offset + n_new
-        self.current = mask
-        return mask
-
-    def _ids_for(self, input_ids: torch.Tensor | None, offset: int, shape: tuple[int, int]) -> torch.Tensor:
-        if input_ids is not None:
-            return input_ids.detach().to("cpu")
-        if offset == 0 and self.prompt_ids is not None and tuple(self.prompt_ids.shape) == shape:
-            return self.prompt_ids
-        raise RuntimeError(
-            "positions='from_decision' needs the token ids of each forward pass (the model was run on embeddings)"
-        )
-
-    def _find_decisions(self, ids: torch.Tensor, real: torch.Tensor, offset: int) -> None:
-        """Record each row's decision column: the last token of its first P (`</think>` and the tokens every tag
-        shares after it) of the turn being written. In the prompt, an end-of-turn token clears it (that P belonged
-        to an earlier turn)."""
-        assert self.prompt_width is not None
-        n = len(self.decision_ids)
-        rows, flags = ids.tolist(), real.tolist()
-        for b, (row, keep) in enumerate(zip(rows, flags, strict=True)):
-            tail = self._tails[b]
-            for t, (token, is_real) in enumerate(zip(row, keep, strict=True)):
-                if not is_real:
-                    continue
-                col = offset + t
-                tail.append(token)
-                if len(tail) > n:
-                    del tail[0]
-                if tail == self.decision_ids:
-                    if self.decision[b] is None:
-                        self.decision[b] = col
-                elif col < self.prompt_width and token in self.stops:
-                    self.decision[b] = None
-
+from toolprior.stop_tokens import stop_token_ids
 
 # ------------------------------------------------------------------------------------------------------ the context
 
@@ -346,7 +163,7 @@ class Steering:
                 raise ValueError("positions='from_decision' needs tokenizer= (for the decision and end-of-turn ids)")
 
             self._decision = list(decision_tokens(tokenizer).shared)
-            self._stops = stop_ids(model, tokenizer)
+            self._stops = stop_token_ids(model, tokenizer)
         self.tracker: PositionTracker | None = None
         self._handles: list[Any] = []
         self._on_device: tuple[Any, torch.Tensor, torch.Tensor, dict[int, torch.Tensor]] | None = None

@@ -28,7 +28,8 @@ from probes.capture import capture_cases
 from probes.fit import calibrate_threshold, fit_probe
 from probes.hook_points import hook_name
 from probes.positions import compute_positions
-from steering.apply import Operator, Steering, steer
+from steering.apply import Steering, steer
+from steering.operators import Operator
 from toolprior.errors import InputError
 
 if TYPE_CHECKING:

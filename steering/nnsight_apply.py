@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from probes.hook_points import first_tensor, module_path
-from steering.apply import Alpha, Operator, Steering, _owner_inputs, _replace_first, decoder_owner
+from steering.apply import Steering, _owner_inputs, _replace_first, decoder_owner
+from steering.operators import Alpha, Operator
 from toolprior.modeling import decoder_layers
 from toolprior.nnsight_guard import restoring_instance_attrs
 

@@ -42,7 +42,7 @@ from toolprior.modeling import decoder_layers
 
 if TYPE_CHECKING:
     from evals.harness import HarnessConfig
-    from steering.apply import Operator
+    from steering.operators import Operator
     from toolprior.cases import Case
     from toolprior.verdict import Verdict
 

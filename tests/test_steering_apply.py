@@ -8,6 +8,7 @@ import functools
 import pytest
 import torch
 
+from evals import fork_at_decision, generation, shared_prefill
 from evals.generation import generate
 from steering.apply import steer, steering_factory
 from steering.vector import SteeringVector
@@ -462,13 +463,11 @@ def test_steering_works_on_a_4bit_peft_model(tmp_path):
 
 
 @pytest.mark.parametrize("positions", ["generated", "from_decision", "all"])
-def test_a_repeated_prompt_sweep_shares_work_and_gives_the_same_outputs(agent, tiny_tokenizer, positions):
+def test_a_repeated_prompt_sweep_shares_work_and_gives_the_same_outputs(agent, tiny_tokenizer, positions, monkeypatch):
     """An alpha sweep repeats each prompt once per alpha. Where steering leaves the prompt alone the copies share
     one prefill (evals.shared_prefill); steering from the decision point they also share the think block and fork
     at </think> (evals.fork_at_decision). Mixed lengths, a forced think (a decision inside the prompt: that batch
     shares nothing) and a multi-turn history; the outputs equal those of one plain pass per row, exactly."""
-    from evals import fork_at_decision, shared_prefill
-
     texts = prompts(tiny_tokenizer)
     alphas = [-2.0, 0.0, 2.0, 4.0]
     rows = [t for t in texts for _ in alphas]
@@ -485,13 +484,13 @@ def test_a_repeated_prompt_sweep_shares_work_and_gives_the_same_outputs(agent, t
 
         return counted
 
-    shared_prefill.shared_prefill = fork_at_decision.shared_prefill = count("prefill", real_prefill)
-    fork_at_decision.forked_generate = count("fork", real_fork)
-    try:
-        shared = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8)
-    finally:
-        shared_prefill.shared_prefill = fork_at_decision.shared_prefill = real_prefill
-        fork_at_decision.forked_generate = real_fork
+    # Counted where they are called from (each module binds the name at import).
+    counted_prefill, counted_fork = count("prefill", real_prefill), count("fork", real_fork)
+    for module in (generation, fork_at_decision):
+        monkeypatch.setattr(module, "shared_prefill", counted_prefill)
+    monkeypatch.setattr(generation, "forked_generate", counted_fork)
+    shared = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8)
+    monkeypatch.undo()
     apart = generate(agent, tiny_tokenizer, rows, max_new_tokens=24, steer=factory, batch_size=8, share_prompts=False)
     assert shared == apart
     assert len(set(shared)) > len(texts)  # the alphas do move the outputs
