@@ -18,7 +18,7 @@ from probes.capture import capture
 from probes.hook_points import hook_name
 from steering.compute import Groups, vector_from_groups
 from steering.vector import SteeringVector
-from toolprior.modeling import model_fingerprint
+from toolprior.fingerprint import model_fingerprint
 
 
 def vector_from_pairs(

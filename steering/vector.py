@@ -8,7 +8,7 @@
         ...generate...
 
 The sidecar (`<stem>.json` beside the tensors) records what a vector is only valid for: the model fingerprint
-(base weights + adapter, `toolprior.modeling.model_fingerprint`), the layers and their norms, the hook place, the
+(base weights + adapter, `toolprior.fingerprint.model_fingerprint`), the layers and their norms, the hook place, the
 position rule the activations were read at, the chat template's hash, the method and the source split. `load`
 with a model refuses (InputError, one line) a model whose hidden size, layer count or fingerprint differs, and with
 a tokenizer one whose chat template differs: a vector read off another model points nowhere in particular.
@@ -44,7 +44,9 @@ from steering.apply import Steering, steer
 from toolprior.atomic import atomic_open, atomic_write_text
 from toolprior.chat_template import template_hash
 from toolprior.errors import InputError, Problem
-from toolprior.modeling import decoder_layers, model_fingerprint, text_config
+from toolprior.modeling import decoder_layers
+from toolprior.decoder_config import text_config
+from toolprior.fingerprint import model_fingerprint
 
 if TYPE_CHECKING:
     from steering.apply import Steering

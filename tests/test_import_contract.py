@@ -35,6 +35,20 @@ def test_import_contract_holds():
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
 
 
+def _reason_above(lines: list[str], index: int) -> bool:
+    """Whether a `# lazy:` line heads the group of import lines (blank lines allowed) that line `index` is in."""
+    i = index - 1
+    while i >= 0:
+        line = lines[i].strip()
+        if line.startswith("# lazy:"):
+            return True
+        if not line or line.startswith(("import ", "from ", ")")) or line.endswith(","):
+            i -= 1
+            continue
+        return False
+    return False
+
+
 def function_level_imports(path: Path) -> list[tuple[int, str]]:
     """(line, module) of each import inside a function without a `# lazy:` reason on the line above or its own."""
     text = path.read_text(encoding="utf-8")
@@ -47,8 +61,7 @@ def function_level_imports(path: Path) -> list[tuple[int, str]]:
         for node in ast.walk(fn):
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
-            here, above = lines[node.lineno - 1], lines[node.lineno - 2] if node.lineno > 1 else ""
-            if "# lazy:" in here or above.strip().startswith("# lazy:"):
+            if "# lazy:" in lines[node.lineno - 1] or _reason_above(lines, node.lineno - 1):
                 continue
             module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
             found.append((node.lineno, module or "."))

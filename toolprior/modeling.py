@@ -6,16 +6,14 @@ Face model folder. Nothing is ever fetched from a hub, and `trust_remote_code` s
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -152,15 +150,6 @@ def load_agent(
     return loaded, _left_padded(AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code))
 
 
-def text_config(model: nn.Module) -> Any:
-    """The config that describes the decoder stack (multimodal models keep it under `text_config`)."""
-    config = getattr(model, "config", None)
-    if config is None:
-        raise ValueError("model has no config")
-    get_text = getattr(config, "get_text_config", None)
-    return get_text() if callable(get_text) else config
-
-
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The ModuleList of decoder blocks, wherever the architecture keeps it (model.layers, language_model.layers,
     transformer.h, through PEFT wrappers). Found by shape, not by a table of names, so new architectures work."""
@@ -183,67 +172,3 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     if best is None:
         raise ValueError(f"could not find the decoder blocks of {type(model).__name__}")
     return best[1]
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What a saved vector or activation file must match: architecture, shape and a hash of config + weights."""
-
-    id: str
-    architecture: str
-    hidden_size: int
-    num_layers: int
-    vocab_size: int
-    name_or_path: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fingerprint:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-
-def _canonical_4bit(tensor: torch.Tensor) -> torch.Tensor:
-    """The packed NF4 weight in bitsandbytes' storage layout. On CPUs with AVX512-BF16, bitsandbytes repacks a
-    Linear4bit weight into a kernel-friendly layout at its first inference forward pass, which would change the
-    fingerprint of a model merely because it ran; the inverse is applied to a copy of the quant state, so the
-    model is left as it is."""
-    state = getattr(tensor, "quant_state", None)
-    if state is None or not getattr(state, "packing_format_for_cpu", False):
-        return tensor
-    import copy
-
-    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
-
-    return _convert_weight_packed_for_cpu_inverse(tensor.detach(), copy.deepcopy(state))[0]
-
-
-def _tensor_digest(h: Any, tensor: torch.Tensor, max_elems: int = 65536) -> None:
-    if tensor.device.type == "meta":
-        h.update(b"meta")
-        return
-    flat = _canonical_4bit(tensor).detach().reshape(-1)[:max_elems].to("cpu", torch.float32)
-    h.update(flat.numpy().tobytes())
-
-
-def model_fingerprint(model: nn.Module) -> Fingerprint:
-    """A stable identity for base weights + adapter. Hashes the config and a sample of every parameter (the first
-    64k values of each), so it is cheap on a 4B model yet changes when any weight matrix or LoRA adapter changes.
-    Quantised and unquantised loads of the same base differ, because their stored weights differ."""
-    cfg = text_config(model)
-    h = hashlib.sha256()
-    # The folder a model was loaded from is not part of its identity: a copied model folder keeps its vectors.
-    identity = {k: v for k, v in cfg.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
-    h.update(json.dumps(identity, sort_keys=True, default=str).encode())
-    for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-        h.update(name.encode())
-        _tensor_digest(h, param)
-    return Fingerprint(
-        id=h.hexdigest()[:16],
-        architecture=type(model).__name__,
-        hidden_size=int(cfg.hidden_size),
-        num_layers=int(cfg.num_hidden_layers),
-        vocab_size=int(cfg.vocab_size),
-        name_or_path=str(getattr(model.config, "_name_or_path", "")),
-    )
