@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from toolprior.modeling import Fingerprint
+from toolprior.fingerprint import Fingerprint
 
 
 @dataclass

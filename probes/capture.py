@@ -36,7 +36,7 @@ from probes.store import ActivationStore, load_activations
 from toolprior.actions import Action
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import decision_tokens
-from toolprior.modeling import model_fingerprint
+from toolprior.fingerprint import model_fingerprint
 from toolprior.output_format import THINK_CLOSE, render_turn
 
 if TYPE_CHECKING:

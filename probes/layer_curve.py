@@ -32,7 +32,7 @@ from probes.folds import grouped_folds, task_rows
 from probes.hook_points import parse_hook_name
 from probes.linear_probe import LinearProbe, ProbeWeights
 from toolprior.atomic import atomic_write_text
-from toolprior.modeling import Fingerprint
+from toolprior.fingerprint import Fingerprint
 
 
 @dataclass

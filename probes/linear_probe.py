@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from toolprior.atomic import atomic_write_bytes, atomic_write_text
-from toolprior.modeling import Fingerprint
+from toolprior.fingerprint import Fingerprint
 
 PROBE_FORMAT = "toolprior.probes"
 PROBE_SIDECAR = "probes.json"

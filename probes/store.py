@@ -35,7 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from probes.activations import Activations
-from toolprior.modeling import Fingerprint
+from toolprior.fingerprint import Fingerprint
 
 FORMAT = "toolprior.activations"
 FORMAT_VERSION = 1

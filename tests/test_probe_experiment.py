@@ -147,7 +147,7 @@ def test_probe_command_reports_bad_settings_in_one_line(agent, tmp_path, capsys)
 
 def test_random_baseline_differs_from_the_agent(tiny_tokenizer):
     from tests.conftest import make_tiny_qwen3
-    from toolprior.modeling import model_fingerprint
+    from toolprior.fingerprint import model_fingerprint
 
     model = make_tiny_qwen3(tiny_tokenizer, seed=0)
     fresh = random_twin(model, seed=0)

@@ -18,7 +18,7 @@ from probes.layer_curve import LayerCurve, fit_layer_curve
 from probes.linear_probe import ProbeWeights
 from probes.report import json_safe, merge_probe_block, plot_layer_curve, probe_block
 from toolprior.actions import ACTION_NAMES
-from toolprior.modeling import Fingerprint
+from toolprior.fingerprint import Fingerprint
 
 PLANTED = 2
 D = 24
