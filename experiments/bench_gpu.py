@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM, Qwen3Config
 
 from toolprior.atomic import atomic_write_text
 from toolprior.modeling import load_tokenizer
+from training import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
 from training.benchmark import BenchmarkConfig, write_benchmark
-from training.sft import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
 
 SHAPES: dict[str, dict[str, Any]] = {
     "qwen3_4b": dict(

@@ -285,9 +285,9 @@ class StudyConfig:
         if wanted & {"simpo", "simpo_steering"}:
             out.append(("simpo", "simpo_config", "simpo_set", "training.simpo:SimPORunConfig"))
         if "dpo" in wanted:
-            out.append(("dpo", "dpo_config", "dpo_set", "training.simpo:DPORunConfig"))
+            out.append(("dpo", "dpo_config", "dpo_set", "training.dpo:DPORunConfig"))
         if "adv_sft" in wanted:
-            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.simpo:AdvSFTRunConfig"))
+            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.adv_sft:AdvSFTRunConfig"))
         return out
 
     def check_config(self, ctx: CheckContext) -> None:

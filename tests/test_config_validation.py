@@ -20,8 +20,8 @@ from probes.experiment import ProbeExperimentConfig
 from toolprior.cli import main
 from toolprior.config import check, load_config, shipped_configs_dir
 from toolprior.errors import InputError
+from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
 from training.sft import SFTRunConfig
-from training.simpo import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,10 +27,10 @@ from toolprior.config import load_config
 from toolprior.errors import InputError
 from toolprior.importers import import_bfcl, import_when2call
 from toolprior.verdict import read_verdicts
+from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
 from training.base import BaseConfig
 from training.pairs import read_pairs
 from training.sft import SFTRunConfig
-from training.simpo import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
 
 CONFIGS: list[type] = [
     StudyConfig,

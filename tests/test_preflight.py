@@ -17,13 +17,9 @@ from peft import LoraConfig, get_peft_model
 from toolprior.cli import main as cli_main
 from toolprior.commands.train import parse_targets
 from toolprior.errors import InputError
-from training.preflight import (
-    PreflightError,
-    check_or_raise,
-    linear_inventory,
-    peft_trainable_count,
-    preflight,
-)
+from training.linear_inventory import linear_inventory
+from training.preflight import peft_trainable_count, preflight
+from training.preflight_report import PreflightError, check_or_raise
 from training.tiny_configs import TINY_ARCHS, build_model, full_size_config, tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

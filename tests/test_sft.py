@@ -10,7 +10,8 @@ from tests.conftest import make_tiny_qwen3
 from toolprior.case_io import read_cases
 from toolprior.config import load_config
 from training.benchmark import BenchmarkConfig, write_benchmark
-from training.sft import SFTRunConfig, case_row, lora_config, sft_config
+from training.lora import lora_config
+from training.sft import SFTRunConfig, case_row, sft_config
 
 SMALL = BenchmarkConfig().replace(
     train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1
@@ -132,12 +133,12 @@ def test_labelled_positions_loss_equals_trls_fused_loss_on_a_padded_batch(world,
     from trl import SFTTrainer
 
     from toolprior.modeling import load_model
-    from training.labelled_loss import LabelledPositionsSFTTrainer
+    from training.labelled_loss import labelled_positions_trainer
 
     config = config_for(world, tmp_path / "run")
     rows = [case_row(c) for c in read_cases(world / "data" / "train.jsonl")[:3]]
     results = []
-    for trainer_class in (SFTTrainer, LabelledPositionsSFTTrainer):
+    for trainer_class in (SFTTrainer, labelled_positions_trainer()):
         torch.manual_seed(0)
         trainer = trainer_class(
             model=load_model(world / "base", dtype="float32"),

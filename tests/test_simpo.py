@@ -23,8 +23,7 @@ from toolprior.cli import main as cli_main
 from toolprior.config import load_config
 from toolprior.errors import InputError
 from toolprior.output_format import render_turn
-from training.pairs import mine_pairs, read_pairs, write_pairs
-from training.simpo import (
+from training import (
     AdvSFTRunConfig,
     DPORunConfig,
     SimPORunConfig,
@@ -35,6 +34,7 @@ from training.simpo import (
     train_dpo,
     train_simpo,
 )
+from training.pairs import mine_pairs, read_pairs, write_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("adv-sft", "adversarial SFT (SFT on the chosen turns)", "AdvSFTRunConfig", _train_adv_sft),
     ):
         pref = sub.add_parser(name, help=f"{what} on mined pairs, continuing the SFT adapter, from a YAML config")
-        pref.add_argument("config", help=f"YAML file filling training.simpo.{config_cls}")
+        pref.add_argument("config", help=f"YAML file filling training.{config_cls}")
         pref.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. training.max_steps=3"
         )
@@ -154,7 +154,7 @@ def _quiet_libraries() -> None:
 def _preflight(args: argparse.Namespace) -> int:
     _quiet_libraries()
     from toolprior.errors import InputError
-    from training.preflight import check_or_raise, preflight
+    from training import check_or_raise, preflight
 
     if args.r <= 0:
         raise InputError(f"--r must be a positive integer, not {args.r}")
@@ -215,14 +215,14 @@ def _train_sft(args: argparse.Namespace) -> int:
 
 def _train_preference(args: argparse.Namespace, config_name: str, run_name: str) -> int:
     _quiet_libraries()
-    import training.simpo as simpo
+    import training
     from toolprior.config import load_config
 
     overrides = list(args.set)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(getattr(simpo, config_name), args.config, overrides=overrides, check_files=True)
-    result = getattr(simpo, run_name)(config)
+    config = load_config(getattr(training, config_name), args.config, overrides=overrides, check_files=True)
+    result = getattr(training, run_name)(config)
     print(
         f"{result.method}: {result.pairs} pairs, {result.steps} steps in {result.train_seconds:.0f} s, "
         f"final loss {result.final_loss}, {result.trainable_params:,} trainable -> {result.adapter_dir}"
