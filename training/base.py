@@ -27,8 +27,14 @@ from typing import Any
 import torch
 
 from toolprior.atomic import atomic_write_text
+from toolprior.case_io import read_splits
 from toolprior.cases import Case
+from toolprior.chat_template import CHAT_TEMPLATE, gold_chat
 from toolprior.config import check, known
+from toolprior.modeling import parse_dtype
+from toolprior.output_format import render_turn
+from toolprior.tokenizer import train_tokenizer
+from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
 
 # The decoder architectures the tiny base can be built as (model_config).
 BASE_ARCHS: tuple[str, ...] = ("qwen3", "llama")
@@ -106,8 +112,6 @@ def format_primer(cases: Sequence[Case], per_doc: int = 6, seed: int = 0) -> lis
     """Documents of agent-format blocks cut loose from their situations: think blocks from some cases, action
     blocks from others, shuffled. The base learns the tags' tokens (their tied embeddings are also the output layer,
     which LoRA leaves frozen) and how blocks open and close, but nothing about which action fits which context."""
-    from toolprior.output_format import render_turn
-
     rng = random.Random(seed)
     blocks: list[str] = []
     for case in cases:
@@ -125,8 +129,6 @@ def transcripts(cases: Sequence[Case]) -> list[str]:
     """Whole conversations in the organism's chat template (prompt + gold turn), as a generalist agent's
     pre-training would hold them. The template is applied from its Jinja source, since no tokenizer exists yet."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    from toolprior.chat_template import CHAT_TEMPLATE, gold_chat
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(ValueError(message))
@@ -198,8 +200,6 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM
 
-    from toolprior.tokenizer import train_tokenizer
-
     start = time.perf_counter()
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -234,8 +234,6 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
     model.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from toolprior.modeling import parse_dtype
-
     model.to(parse_dtype(config.save_dtype)).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     elapsed = time.perf_counter() - start
@@ -256,9 +254,6 @@ def corpus_cases(config: BaseConfig, mix: str | None = None) -> list[Case]:
     """Cases for the pre-training corpus: the train/val/mine splits of a benchmark drawn with the corpus's own
     seed. Never eval or eval_novel, so reserved novel tools and phrasings stay unseen."""
     import tempfile
-
-    from toolprior.case_io import read_splits
-    from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
 
     with tempfile.TemporaryDirectory() as tmp:
         sizes = BenchmarkConfig().replace(

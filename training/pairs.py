@@ -42,7 +42,11 @@ from typing import TYPE_CHECKING, Any
 from toolprior.actions import ACTION_NAMES, HELD_OUT_SPLITS, ROLES, SPLITS, Action
 from toolprior.atomic import atomic_open
 from toolprior.cases import Case, GoldTurn
+from toolprior.chat_template import case_to_chat
 from toolprior.errors import InputError, Problem
+from toolprior.jsonl import read_jsonl
+from toolprior.output_format import parse_turn, render_turn
+from toolprior.think_judge import RuleThinkJudge
 
 if TYPE_CHECKING:
     from toolprior.verdict import Verdict
@@ -222,8 +226,6 @@ def _gold_names_ok(think: str, case: Case, gold: GoldTurn) -> bool:
 
 
 def _chosen_ok(text: str, case: Case, gold: GoldTurn) -> bool:
-    from toolprior.output_format import parse_turn
-
     parsed = parse_turn(text, case.tools)
     return parsed.action is gold.action and not parsed.problems
 
@@ -244,9 +246,6 @@ def mine_pairs(
     are held out whatever their split field says; `source` names the verdicts in error messages. Raises InputError
     before building anything when a failure would put a held-out case into training or comes from a split outside
     `allowed_splits`."""
-    from toolprior.chat_template import case_to_chat
-    from toolprior.output_format import parse_turn, render_turn
-
     allowed = _check_allowed(allowed_splits)
     cases = list(cases)
     eval_cases = list(eval_cases)
@@ -285,8 +284,6 @@ def mine_pairs(
         )
 
     if judge is None:
-        from toolprior.think_judge import RuleThinkJudge
-
         judge = RuleThinkJudge()
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
@@ -420,8 +417,6 @@ def _pair_problems(obj: Any) -> list[tuple[str | None, str]]:
 def read_pairs(path: str | os.PathLike[str]) -> list[Pair]:
     """Read and validate a pairs JSONL file. Raises InputError with `file:line: field: message` for every problem
     (a held-out split among them); nothing is returned partially. Blank lines are skipped."""
-    from toolprior.jsonl import read_jsonl
-
     file = os.fspath(path)
     rows, problems = read_jsonl(path)
     pairs: list[Pair] = []
