@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def _wrapped(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
+    # lazy: nnsight is an optional backend
     from nnsight.modeling.transformers import TransformersModel
     from transformers.utils import logging as hf_logging
 
@@ -107,6 +108,7 @@ def nnsight_generate(
         tokenizer=tokenizer,
         rows=rows,
     )
+    # lazy: nnsight is an optional backend
     import nnsight
 
     holder: dict[str, Any] = {}
@@ -146,6 +148,7 @@ def nnsight_forward(
         tokenizer=tokenizer,
         rows=rows,
     )
+    # lazy: nnsight is an optional backend
     import nnsight
 
     kwargs: dict[str, Any] = {"input_ids": input_ids, "use_cache": False}

@@ -13,6 +13,7 @@ DPI = 120
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
     """Write a matplotlib figure as PNG; a plot is never seen half-written. Works without pyplot's global state."""
+    # lazy: matplotlib is needed only when a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if fig.canvas is None or not isinstance(fig.canvas, FigureCanvasAgg):

@@ -20,13 +20,14 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from transformers.cache_utils import Cache
+
 # The cache's keyword on the releases the project allows, newest first.
 CACHE_KEYWORDS: tuple[str, ...] = ("cache", "past_key_values")
 
 
 def find_cache(kwargs: Mapping[str, Any]) -> Any | None:
     """The KV cache among a forward pass's keyword arguments, whatever its name; None when there is none."""
-    from transformers.cache_utils import Cache
 
     return next((value for value in kwargs.values() if isinstance(value, Cache)), None)
 

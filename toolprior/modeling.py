@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
+from toolprior.model_source import prepare_smollm2
+from toolprior.organism import organism_base_path
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # How a base model's weights can be loaded: as they are, or 4-bit NF4 with double quantisation (QLoRA).
@@ -35,7 +39,6 @@ def default_device() -> str:
 def nf4_config(compute_dtype: torch.dtype = torch.float32, quant_storage: torch.dtype | None = None) -> Any:
     """The QLoRA quantisation: 4-bit NF4 with double quantisation. `quant_storage` matching the model dtype is what
     FSDP-QLoRA needs to shard the packed weights."""
-    from transformers import BitsAndBytesConfig
 
     kwargs: dict[str, Any] = {}
     if quant_storage is not None:
@@ -53,12 +56,8 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
     """`organism` -> the shipped tiny base; `smollm2` -> SmolLM2-135M-Instruct prepared from its wheel; anything
     else must be an existing local folder with a config.json."""
     if str(model) == "organism":
-        from toolprior.organism import organism_base_path
-
         return organism_base_path()
     if str(model) == "smollm2":  # converted from its wheel the first time (toolprior.model_source)
-        from toolprior.model_source import prepare_smollm2
-
         return prepare_smollm2()
     path = Path(model)
     if not (path / "config.json").is_file():
@@ -70,7 +69,6 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
 
 def load_tokenizer(model: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
     """The tokenizer stored with a model (left padding, so batched generation and capture line up at the end)."""
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
     return _left_padded(tokenizer)
@@ -101,7 +99,6 @@ def load_model(
     adapter: a PEFT adapter folder applied on top (trainable only if `trainable_adapter`).
     quant_storage: dtype the packed NF4 weights are stored in ("bfloat16" for FSDP-QLoRA, which shards them).
     """
-    from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model)
     torch_dtype = parse_dtype(dtype)
@@ -117,8 +114,6 @@ def load_model(
     if quantize == "none":
         loaded = loaded.to(device)
     if adapter is not None:
-        from peft import PeftModel
-
         adapter_path = Path(adapter)
         if not (adapter_path / "adapter_config.json").is_file():
             raise InputError(
@@ -145,7 +140,6 @@ def load_agent(
     )
     if adapter is None or not (Path(adapter) / "tokenizer_config.json").is_file():
         return loaded, load_tokenizer(model, trust_remote_code=trust_remote_code)
-    from transformers import AutoTokenizer
 
     return loaded, _left_padded(AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code))
 

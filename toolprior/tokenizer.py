@@ -22,6 +22,7 @@ from typing import Any
 
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.chat_template import CHAT_TEMPLATE
+from toolprior.decision_point import decision_tokens
 
 ROLE_TOKENS: dict[str, str] = {
     "system": "<|system|>",
@@ -66,6 +67,7 @@ def train_tokenizer(
     `format_tokens`: the format tags added as single tokens (all of FORMAT_TOKENS by default). Pass fewer (e.g.
     only `<think>`, `</think>`) to get a vocabulary that splits the action tags into BPE pieces, as a real model's
     does before `add_format_tokens`; the text of tags not added is then learned from like any other."""
+    # lazy: tokenizers and transformers load only when a tokenizer is built (configs import this module to read names)
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -100,6 +102,7 @@ def add_format_tokens(tokenizer: Any) -> int:
     """Add FORMAT_TOKENS to a real model's tokenizer as non-special added tokens; return how many were new.
 
     Resize the model's embeddings afterwards (`model.resize_token_embeddings(len(tokenizer))`) when this is > 0."""
+    # lazy: tokenizers and transformers load only when a tokenizer is built (configs import this module to read names)
     from tokenizers import AddedToken
 
     return tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in FORMAT_TOKENS])
@@ -112,6 +115,5 @@ def action_tag_token_ids(tokenizer: Any) -> dict[Action, int]:
     On the organism each tag is one token and this is the tag's own id. On a vocabulary that splits the tags (all
     start with `<`) it is the first token where they differ (`tool`, `cl`, ...). Raises ValueError when two actions
     share it: the gap between them is meaningless; add the tags with `add_format_tokens` first."""
-    from toolprior.decision_point import decision_tokens
 
     return dict(decision_tokens(tokenizer).per_action)
