@@ -54,12 +54,11 @@ from typing import Any
 import torch
 
 from steering.apply import steer
-from steering.gguf_io import export_gguf
+from steering.gguf_io import export_gguf, read_vector
 from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.chat_template import render_prompt
-from toolprior.commands.steer import read_vector
 from toolprior.decision_point import decision_tokens
 from toolprior.model_source import prepare_smollm2
 from toolprior.modeling import load_model, load_tokenizer

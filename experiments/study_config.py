@@ -23,9 +23,9 @@ QUANTIZE = known("toolprior.modeling", "QUANTIZE")
 DTYPES = known("toolprior.modeling", "DTYPES")
 SPLITS = known("toolprior.actions", "SPLITS")
 POSITION_RULES = known("probes.positions", "POSITION_RULES")
-STEERING_METHODS = known("steering.compute", "METHODS")
-STEERING_SOURCES = known("steering.compute", "SOURCES")
-STEERING_POSITIONS = known("steering.apply", "POSITIONS")
+STEERING_METHODS = known("toolprior.steering_names", "METHODS")
+STEERING_SOURCES = known("toolprior.steering_names", "SOURCES")
+STEERING_POSITIONS = known("toolprior.steering_names", "POSITIONS")
 
 # The methods a study can score besides the SFT agent itself (see experiments.study.run_study).
 STUDY_METHODS: tuple[str, ...] = (

@@ -55,8 +55,8 @@ from experiments.llamacpp_agreement import (
     load_organism,
     read_thinks,
 )
+from steering.gguf_io import read_vector
 from toolprior.case_io import read_cases
-from toolprior.commands.steer import read_vector
 from toolprior.modeling import load_model, load_tokenizer
 
 INSTALL_HINT = "pip install vllm-lens==1.3.0 (Python >= 3.12; it installs vllm 0.30.0; needs a CUDA GPU)"

@@ -36,13 +36,12 @@ from probes.fit import fit_probe
 from probes.hook_points import hook_name
 from steering.consistency import cosine_consistency
 from steering.vector import SteeringVector, vector_meta
+from toolprior.steering_names import METHODS, SOURCES
 
 if TYPE_CHECKING:
     from probes.activations import Activations
     from toolprior.cases import Case
 
-METHODS: tuple[str, ...] = ("mean_diff", "pca_paired", "probe")
-SOURCES: tuple[str, ...] = ("twins", "classes")
 
 Aggregator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -215,3 +215,13 @@ def import_gguf(path: str | os.PathLike[str], model: Any = None, tokenizer: Any 
     if tokenizer is not None:
         check_tokenizer(vector, tokenizer, where=where)
     return vector
+
+
+def read_vector(path: str | os.PathLike[str]) -> SteeringVector:
+    """A vector from V.safetensors (+ sidecar), a `save_pretrained` folder or a GGUF control vector file."""
+    path = Path(path)
+    if path.is_dir():
+        return SteeringVector.from_pretrained(path)
+    if path.suffix.lower() == ".gguf":
+        return import_gguf(path)
+    return SteeringVector.load(path)

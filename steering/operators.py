@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from toolprior.steering_names import OPERATORS as OPERATOR_NAMES
+
 # (h [..., d], v [d], alpha broadcastable to h[..., :1]) -> h'
 Operator = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 Alpha = float | int | torch.Tensor | Sequence[float]
@@ -29,7 +31,7 @@ def ablate_then_add(h: torch.Tensor, v: torch.Tensor, alpha: torch.Tensor) -> to
     return ablate(h, v, alpha) + alpha * v
 
 
-OPERATORS: dict[str, Operator] = {"add": add, "ablate": ablate, "ablate_then_add": ablate_then_add}
+OPERATORS: dict[str, Operator] = dict(zip(OPERATOR_NAMES, (add, ablate, ablate_then_add), strict=True))
 
 
 def get_operator(operator: str | Operator) -> Operator:

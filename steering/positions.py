@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-POSITIONS: tuple[str, ...] = ("all", "prompt", "generated", "from_decision")
+from toolprior.steering_names import POSITIONS
 
 
 class PositionTracker:

@@ -1,8 +1,9 @@
 """The `toolprior` command line.
 
-Each command group lives in its own module under `toolprior/commands/` and exposes `register(subparsers)`.
-Command modules import only argparse at module level and pull in torch, TRL and friends inside the command, so
-`toolprior --help` is instant. Bad input ends as one line per problem on stderr and exit code 2.
+Two halves per command group: its options in `toolprior/commands/options/<group>.py` (argparse and name lists only,
+`register(subparsers)`), and what it runs in `toolprior/commands/<module>.py` (imports at module top). The parser is
+built from the options alone; `main` imports the one module that runs the chosen subcommand, so `toolprior --help`
+and a refused option never load torch. Bad input ends as one line per problem on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,21 +13,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from toolprior.commands.options import ablate, data, demo, evaluate, model, pairs, probe, steer, study, train
 from toolprior.errors import InputError
 
 # Order is the order in `toolprior --help`.
-COMMAND_MODULES: tuple[str, ...] = (
-    "toolprior.commands.data",
-    "toolprior.commands.model",
-    "toolprior.commands.demo",
-    "toolprior.commands.train",
-    "toolprior.commands.evaluate",
-    "toolprior.commands.study",
-    "toolprior.commands.ablate",
-    "toolprior.commands.pairs",
-    "toolprior.commands.probe",
-    "toolprior.commands.steer",
-)
+COMMAND_OPTIONS = (data, model, demo, train, evaluate, study, ablate, pairs, probe, steer)
 
 EXIT_BAD_INPUT = 2
 
@@ -37,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train tool-using agents with QLoRA, locate the call-tool prior, steer it, compare with SimPO.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for options in COMMAND_OPTIONS:
+        options.register(subparsers)
     return parser
 
 
@@ -46,11 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `toolprior` console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_BAD_INPUT if args.command is None else 0
+    run = getattr(args, "run", None)
+    if run is None:  # no command, or a command group without its subcommand
+        getattr(args, "help_parser", parser).print_help()
+        return getattr(args, "help_exit", EXIT_BAD_INPUT)
+    module_name, function_name = run
     try:
-        return int(args.func(args) or 0)
+        # lazy: only the chosen command's module (and so torch, TRL, ...) loads; --help and refusals stay fast
+        module = importlib.import_module(f"toolprior.commands.{module_name}")
+        return int(getattr(module, function_name)(args) or 0)
     except InputError as err:
         for problem in err.problems:
             print(f"error: {problem}", file=sys.stderr)

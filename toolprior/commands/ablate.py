@@ -5,24 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    ablate = subparsers.add_parser(
-        "ablate", help="run an ablation grid over seeds from a YAML config; mean ± sd table and plots (resumable)"
-    )
-    ablate.add_argument("config", type=Path, help="YAML file filling experiments.ablate_config.AblationConfig")
-    ablate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. seeds=[0]")
-    ablate.add_argument("--name", default=None, help="ablation name (folder under out_dir)")
-    ablate.set_defaults(func=_ablate)
+from experiments.ablate import run_ablation
+from experiments.ablate_config import AblationConfig
+from toolprior.commands.quiet import quiet_libraries
+from toolprior.config import load_config
 
 
-def _ablate(args: argparse.Namespace) -> int:
-    from experiments.ablate import run_ablation
-    from experiments.ablate_config import AblationConfig
-    from toolprior.commands.train import _quiet_libraries
-    from toolprior.config import load_config
-
-    _quiet_libraries()
+def ablate(args: argparse.Namespace) -> int:
+    quiet_libraries()
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
     config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
     results = run_ablation(config)

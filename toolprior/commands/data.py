@@ -1,83 +1,29 @@
-"""`toolprior data generate | validate | stats | import`: the benchmark and its data."""
+"""`toolprior data validate | stats | import`: case files (`data generate` is toolprior/commands/benchmark.py, which
+needs the training package)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from toolprior.case_io import read_case_files, read_cases, write_cases
+from toolprior.case_stats import format_stats
+from toolprior.importers import import_file
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="generate, validate, summarise and import case files")
-    sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-
-    gen = sub.add_parser("generate", help="write the synthetic benchmark's five splits as JSONL")
-    gen.add_argument("--out", required=True, type=Path, help="output folder (train/val/mine/eval/eval_novel.jsonl)")
-    gen.add_argument("--seed", type=int, default=7, help="random seed; the same seed gives byte-identical files")
-    gen.add_argument("--config", type=Path, default=None, help="YAML file of BenchmarkConfig fields")
-    gen.add_argument(
-        "--mix",
-        default=None,
-        help="train action mix as call_tool=40,answer_directly=23,escalate=15,clarify=13,refuse=10",
-    )
-    gen.set_defaults(func=_generate)
-
-    val = sub.add_parser("validate", help="check case files; exit 2 with file:line: field: message per problem")
-    val.add_argument("files", nargs="+", type=Path)
-    val.set_defaults(func=_validate)
-
-    stats = sub.add_parser("stats", help="action x category tables and surface-diversity figures")
-    stats.add_argument("files", nargs="+", type=Path)
-    stats.set_defaults(func=_stats)
-
-    imp = sub.add_parser("import", help="turn an external benchmark file into cases")
-    imp.add_argument("source", choices=["when2call", "bfcl"], help="which benchmark the file comes from")
-    imp.add_argument("src", type=Path, help="the benchmark's own file")
-    imp.add_argument("--out", required=True, type=Path, help="output cases JSONL")
-    imp.add_argument("--split", default="eval", help="split written on every imported case (default eval)")
-    imp.add_argument(
-        "--answers",
-        type=Path,
-        default=None,
-        help="bfcl only: its possible_answer file (default: possible_answer/ beside SRC, matched by name or ids)",
-    )
-    imp.set_defaults(func=_import)
-
-    data.set_defaults(func=lambda args: data.print_help() or 0)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
-
-    config = BenchmarkConfig.from_yaml(args.config) if args.config else BenchmarkConfig()
-    if args.mix:
-        config = config.replace(train_mix=parse_mix(args.mix))
-    summary = write_benchmark(args.out, seed=args.seed, config=config)
-    print(summary.describe())
-    return 0
-
-
-def _validate(args: argparse.Namespace) -> int:
-    from toolprior.case_io import read_case_files
-
+def validate(args: argparse.Namespace) -> int:
     total = len(read_case_files(args.files))  # raises InputError with every problem of every file
     print(f"ok: {total} cases in {len(args.files)} file(s)")
     return 0
 
 
-def _stats(args: argparse.Namespace) -> int:
-    from toolprior.case_io import read_cases
-    from toolprior.case_stats import format_stats
-
+def stats(args: argparse.Namespace) -> int:
     cases = [case for path in args.files for case in read_cases(path)]
     sys.stdout.write(format_stats(cases))
     return 0
 
 
-def _import(args: argparse.Namespace) -> int:
-    from toolprior.case_io import write_cases
-    from toolprior.importers import import_file
-
+def import_cases(args: argparse.Namespace) -> int:
     options = {"answers": args.answers} if args.answers is not None else {}
     cases = import_file(args.source, args.src, split=args.split, **options)
     write_cases(args.out, cases)

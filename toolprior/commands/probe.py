@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from probes.experiment import ProbeExperimentConfig
+from probes.experiment_run import run_probe_experiment
+from toolprior.config import load_config
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    probe = subparsers.add_parser(
-        "probe",
-        help="probe the agent's activations: layer curves, logit lens, activation patching",
-        description=(
-            "Captures the agent's activations on the TRAIN split (held-out splits are refused), fits per-layer probes "
-            "cross-validated by surface template with control tasks and a base-model baseline, reads the logit lens "
-            "at the decision point, and patches activations between twin cases (exact and attribution patching). "
-            "Writes probe_block.json (the probe block of report.json), summary.json, curves/, probes/ and plots/."
-        ),
-    )
-    probe.add_argument("config", help="YAML file filling probes.experiment.ProbeExperimentConfig")
-    probe.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. patching.k=8 (repeatable)"
-    )
-    probe.add_argument("--out", default=None, help="output folder (overrides output_dir)")
-    probe.add_argument("--quiet", action="store_true", help="no progress output")
-    probe.set_defaults(func=_probe)
-
-
-def _probe(args: argparse.Namespace) -> int:
-    import json
-
-    from probes.experiment import ProbeExperimentConfig
-    from probes.experiment_run import run_probe_experiment
-    from toolprior.config import load_config
-
+def probe(args: argparse.Namespace) -> int:
     overrides = list(args.set)
     if args.out:
         overrides.append(f"output_dir={args.out}")
