@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from toolprior.commands.options import ablate, data, demo, evaluate, model, pairs, probe, steer, study, train
+from toolprior.commands.quiet import quiet_libraries
 from toolprior.errors import InputError
 
 # Order is the order in `toolprior --help`.
@@ -43,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(args, "help_exit", EXIT_BAD_INPUT)
     module_name, function_name = run
     try:
+        if getattr(args, "quiet_libraries", False):
+            quiet_libraries()  # before the import: the chatter of importing TRL, bitsandbytes, ... too
         # lazy: only the chosen command's module (and so torch, TRL, ...) loads; --help and refusals stay fast
         module = importlib.import_module(f"toolprior.commands.{module_name}")
         return int(getattr(module, function_name)(args) or 0)

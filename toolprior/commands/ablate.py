@@ -7,12 +7,10 @@ from pathlib import Path
 
 from experiments.ablate import run_ablation
 from experiments.ablate_config import AblationConfig
-from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config
 
 
 def ablate(args: argparse.Namespace) -> int:
-    quiet_libraries()
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
     config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
     results = run_ablation(config)

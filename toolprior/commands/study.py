@@ -7,14 +7,12 @@ from pathlib import Path
 
 from experiments.study import run_study
 from experiments.study_config import StudyConfig
-from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config, shipped_configs_dir
 
 DEMO_CONFIG = shipped_configs_dir() / "demo.yaml"
 
 
 def _run(config_path: Path, overrides: list[str]) -> int:
-    quiet_libraries()
     config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
     report = run_study(config)
     run = Path(config.out_dir) / config.name

@@ -15,7 +15,6 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import training
-from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config
 from toolprior.errors import InputError, Problem
 from training import check_or_raise
@@ -77,7 +76,6 @@ def load_model_for_preflight(spec: str, meta: bool = False, trust_remote_code: b
 
 
 def preflight(args: argparse.Namespace) -> int:
-    quiet_libraries()
     if args.r <= 0:
         raise InputError(f"--r must be a positive integer, not {args.r}")
     if not 0.0 <= args.threshold <= 1.0:
@@ -112,7 +110,6 @@ def train_base(args: argparse.Namespace) -> int:
 
 
 def train_sft(args: argparse.Namespace) -> int:
-    quiet_libraries()
     overrides = list(args.set)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
@@ -128,7 +125,6 @@ def train_sft(args: argparse.Namespace) -> int:
 
 
 def _train_preference(args: argparse.Namespace, config_name: str, run_name: str) -> int:
-    quiet_libraries()
     overrides = list(args.set)
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")

@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument(
         "--trust-remote-code", action="store_true", help="allow a checkpoint's own modeling code (off by default)"
     )
-    pre.set_defaults(run=("train", "preflight"))
+    pre.set_defaults(run=("train", "preflight"), quiet_libraries=True)
 
     train = subparsers.add_parser("train", help="train the tiny base, or QLoRA SFT an agent")
     sub = train.add_subparsers(dest="train_command", metavar="SUBCOMMAND")
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sft.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. lora.r=8")
     sft.add_argument("--output-dir", default=None, help="override output_dir")
     sft.add_argument("--force", action="store_true", help="train even when the preflight refuses the targets")
-    sft.set_defaults(run=("train", "train_sft"))
+    sft.set_defaults(run=("train", "train_sft"), quiet_libraries=True)
     for name, what, config_cls, func in (
         ("simpo", "SimPO (TRL CPOTrainer, loss simpo, cpo_alpha 0)", "SimPORunConfig", "train_simpo"),
         ("dpo", "DPO (reference = the SFT agent)", "DPORunConfig", "train_dpo"),
@@ -76,5 +76,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. training.max_steps=3"
         )
         pref.add_argument("--output-dir", default=None, help="override output_dir")
-        pref.set_defaults(run=("train", func))
+        pref.set_defaults(run=("train", func), quiet_libraries=True)
     print_help_and_exit(train, 0)
