@@ -6,9 +6,10 @@ its trainer state. Nothing is chosen here; it shows how the prior grows (or does
     python experiments/organism_curves.py --runs runs/organism_smollm2 --out runs/organism_smollm2/curves \
         --per-action 32 [--mixes realistic fix] [--seeds 0]
 
-Scored as `experiments/organism_seeds.py` scores (greedy, first turn, 160 new tokens), the adapter merged into the
-bf16 base for speed (as the study's `merge_adapters`; tests/test_study_config.py checks merged and unmerged logits agree). Resumes: a
-checkpoint already scored is skipped. Writes `curves.json` and `curves.png`.
+Scored exactly as `experiments/organism_seeds.py` scores (greedy, first turn, 160 new tokens, the adapter on the
+bf16 base, unmerged); the final step's point is read from that script's verdicts of the same adapter, restricted to
+the sample, rather than generated again. Resumes: a checkpoint already scored is skipped. Writes `curves.json` and
+`curves.png`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.cases import Case
 from toolprior.modeling import load_model, load_tokenizer
+from toolprior.verdict import read_verdicts
 
 ACTIONS = ("clarify", "call_tool")
 
@@ -135,12 +137,20 @@ def main(argv: list[str] | None = None) -> int:
             name, run = f"{mix} seed {seed}", args.runs / f"sft_{mix}_seed{seed}"
             entry = curves["runs"].setdefault(name, {"points": []})
             entry["val_loss"] = val_loss_curve(run)
+            final = json.loads((run / "train_summary.json").read_text())["steps"]
+            scored = args.runs / f"eval_{mix}_seed{seed}" / "verdicts" / "sft.jsonl"
+            wanted = {c.id for c in sample}
             for step, adapter in checkpoints(run):
                 if any(p["step"] == step for p in entry["points"]):
                     continue
-                model = load_model(args.base, adapter=adapter, dtype="bfloat16").merge_and_unload()
-                verdicts = evaluate(model, tokenizer, sample, config=config, desc=f"{name} step {step}")
-                entry["points"].append({"step": step, **score_point(verdicts)})
+                if step == final and scored.exists():
+                    verdicts = [v for v in read_verdicts(scored) if v.id in wanted]
+                    source = str(scored)
+                else:
+                    model = load_model(args.base, adapter=adapter, dtype="bfloat16")
+                    verdicts = evaluate(model, tokenizer, sample, config=config, desc=f"{name} step {step}")
+                    source = str(adapter)
+                entry["points"].append({"step": step, "source": source, **score_point(verdicts)})
                 print(name, "step", step, json.dumps(entry["points"][-1]), flush=True)
                 atomic_write_text(path, json.dumps(curves, indent=2) + "\n")
     atomic_write_text(path, json.dumps(curves, indent=2) + "\n")

@@ -43,10 +43,10 @@ from safetensors.torch import save as save_bytes
 from steering.apply import Steering, steer
 from toolprior.atomic import atomic_open, atomic_write_text
 from toolprior.chat_template import template_hash
-from toolprior.errors import InputError, Problem
-from toolprior.modeling import decoder_layers
 from toolprior.decoder_config import text_config
+from toolprior.errors import InputError, Problem
 from toolprior.fingerprint import model_fingerprint
+from toolprior.modeling import decoder_layers
 
 if TYPE_CHECKING:
     from steering.apply import Steering

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.ablate import run_ablation
 from experiments.ablate_config import AblationConfig
 from toolprior.config import load_config
 
@@ -13,6 +12,9 @@ from toolprior.config import load_config
 def ablate(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
     config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
+    # lazy: the arms load torch and the trainers; a bad config is refused first
+    from experiments.ablate import run_ablation
+
     results = run_ablation(config)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'results.json'}, {run / 'table.md'} and {run / 'plots' / 'arms.png'}\n")

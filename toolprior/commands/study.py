@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.study import run_study
 from experiments.study_config import StudyConfig
 from toolprior.config import load_config, shipped_configs_dir
 
@@ -14,6 +13,9 @@ DEMO_CONFIG = shipped_configs_dir() / "demo.yaml"
 
 def _run(config_path: Path, overrides: list[str]) -> int:
     config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
+    # lazy: the study's stages load torch and the trainers (minutes on a busy machine); a bad config is refused first
+    from experiments.study import run_study
+
     report = run_study(config)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'report.json'} and {run / 'report.md'}")
