@@ -11,7 +11,7 @@ the field they constrain. Relative paths in a config file resolve against that f
 the way the shipped ones are (`experiments/configs/<name>.yaml`, or a bare `<name>.yaml`) fall back to the copies
 installed with the package, so a command works from any folder.
 
-Fields declare their help text and constraints with `setting(...)` (or `check(...)` in their metadata). The package,
+Fields declare their help text and constraints in their metadata: `about(help, **constraints)` (or `check(...)`). The package,
 one idea a module: `fields` (declarations), `sources` (where a setting was written), `yaml_io` (reading YAML and
 overrides, writing YAML), `typecheck` (values against annotations), `checking` (constraints and `CheckContext`),
 `loading` (`load_config`, `build_dataclass`).
@@ -26,11 +26,11 @@ from toolprior.config.fields import (
     SHIPPED_PREFIX,
     Check,
     Known,
+    about,
     check,
     field_help,
     known,
     max_steps_rule,
-    setting,
     shipped_configs_dir,
 )
 from toolprior.config.loading import build_dataclass, check_instance, load_config
@@ -48,6 +48,7 @@ __all__ = [
     "CheckContext",
     "Known",
     "Origin",
+    "about",
     "build_dataclass",
     "check",
     "check_instance",
@@ -59,7 +60,6 @@ __all__ = [
     "max_steps_rule",
     "parse_overrides",
     "read_yaml",
-    "setting",
     "shipped_configs_dir",
     "to_plain",
 ]

@@ -71,15 +71,13 @@ def known(module: str, name: str) -> Known:
     return Known(module, name)
 
 
-def setting(
-    default: Any = dataclasses.MISSING, *, help: str, factory: Any = dataclasses.MISSING, **constraints: Any
-) -> Any:
-    """A config field with its help text (what `--help` and the docs show) and, optionally, its constraints:
-    `lr: float = setting(2e-4, help="peak learning rate", gt=0)`; `factory` for a mutable default."""
+def about(help: str, **constraints: Any) -> dict[str, Any]:
+    """Field metadata with the field's help text (what `--help` and the docs show) and, optionally, its constraints:
+    `field(default=32, metadata=about("LoRA rank", gt=0))`."""
     metadata: dict[str, Any] = {"help": help}
     if constraints:
         metadata["check"] = Check(**constraints)
-    return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
+    return metadata
 
 
 def field_help(cls: type) -> dict[str, str]:
