@@ -11,8 +11,8 @@ the field they constrain. Relative paths in a config file resolve against that f
 the way the shipped ones are (`experiments/configs/<name>.yaml`, or a bare `<name>.yaml`) fall back to the copies
 installed with the package, so a command works from any folder.
 
-Fields declare their help text and constraints in their metadata: `about(help, **constraints)` (or `check(...)`). The package,
-one idea a module: `fields` (declarations), `sources` (where a setting was written), `yaml_io` (reading YAML and
+Fields declare their help text and constraints in their metadata: `about(help, **constraints)` (or `check(...)`).
+The package, one idea a module: `fields` (declarations), `sources` (where a setting was written), `yaml_io` (reading YAML and
 overrides, writing YAML), `typecheck` (values against annotations), `checking` (constraints and `CheckContext`),
 `loading` (`load_config`, `build_dataclass`).
 """
