@@ -12,9 +12,9 @@ the way the shipped ones are (`experiments/configs/<name>.yaml`, or a bare `<nam
 installed with the package, so a command works from any folder.
 
 Fields declare their help text and constraints in their metadata: `about(help, **constraints)` (or `check(...)`).
-The package, one idea a module: `fields` (declarations), `sources` (where a setting was written), `yaml_io` (reading YAML and
-overrides, writing YAML), `typecheck` (values against annotations), `checking` (constraints and `CheckContext`),
-`loading` (`load_config`, `build_dataclass`).
+The package, one idea a module: `fields` (declarations), `sources` (where a setting was written), `yaml_io`
+(reading YAML and overrides, writing YAML), `typecheck` (values against annotations), `checking` (constraints and
+`CheckContext`), `loading` (`load_config`, `build_dataclass`).
 """
 
 from toolprior.config.checking import CheckContext
