@@ -48,8 +48,8 @@ from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.chat_template import render_prompt
-from toolprior.modeling import decoder_layers
 from toolprior.decoder_config import text_config
+from toolprior.modeling import decoder_layers
 from toolprior.tokenizer import train_tokenizer
 from training.base import BaseConfig, model_config
 from training.benchmark import BenchmarkConfig, write_benchmark

@@ -37,7 +37,8 @@ from toolprior.config import dump_yaml, load_config
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
 from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
 from training.benchmark import write_benchmark
-from training.pairs import mine_pairs, pair_stats, write_pairs
+from training.pair_mining import mine_pairs
+from training.pairs import pair_stats, write_pairs
 from training.sft import SFTRunConfig, train_sft
 
 

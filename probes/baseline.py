@@ -19,8 +19,8 @@ from transformers import AutoModelForCausalLM
 
 from probes.experiment import ProbeExperimentConfig
 from toolprior.errors import InputError, Problem
-from toolprior.modeling import load_model
 from toolprior.fingerprint import model_fingerprint
+from toolprior.modeling import load_model
 
 RANDOM_BASELINE_SEED = 104_729
 

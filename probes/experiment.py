@@ -31,6 +31,7 @@ from typing import Any
 
 from toolprior.actions import HELD_OUT_SPLITS, SPLITS
 from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, check, check_instance, known
+from toolprior.modeling import load_agent as load
 
 BASELINES: tuple[str, ...] = ("auto", "base", "random", "none")
 
@@ -159,7 +160,6 @@ def validate_config(config: ProbeExperimentConfig, file: str = "<config>") -> No
 
 def load_agent(section: ModelSection) -> tuple[Any, Any]:
     """(model, tokenizer) of the agent `section` names (toolprior.modeling.load_agent)."""
-    from toolprior.modeling import load_agent as load
 
     return load(
         section.path,

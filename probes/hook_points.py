@@ -35,8 +35,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from toolprior.modeling import decoder_layers
 from toolprior.decoder_config import text_config
+from toolprior.modeling import decoder_layers
 
 HookKind = Literal["resid_post", "attn_out", "mlp_out", "z"]
 HOOK_KINDS: tuple[str, ...] = ("z", "attn_out", "mlp_out", "resid_post")  # the order they fire within a block

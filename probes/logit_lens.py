@@ -37,8 +37,8 @@ from probes.hook_points import first_tensor
 from probes.positions import THINK_RULES, compute_positions, think_token_ids
 from toolprior.actions import ACTIONS, Action
 from toolprior.decision_point import decision_tokens
-from toolprior.modeling import decoder_layers
 from toolprior.decoder_config import text_config
+from toolprior.modeling import decoder_layers
 from toolprior.tokenizer import action_tag_token_ids
 
 if TYPE_CHECKING:

@@ -16,13 +16,13 @@ from toolprior.cli import main as cli_main
 from toolprior.errors import InputError
 from toolprior.output_format import parse_turn, render_turn
 from toolprior.verdict import Verdict, write_verdicts
+from training.pair_mining import mine_pairs
 from training.pairs import (
     COUNT_KEYS,
     GOLD,
     OWN_THINK,
     Pair,
     check_no_leak,
-    mine_pairs,
     pair_stats,
     read_pairs,
     write_pairs,

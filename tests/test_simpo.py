@@ -34,7 +34,8 @@ from training import (
     train_dpo,
     train_simpo,
 )
-from training.pairs import mine_pairs, read_pairs, write_pairs
+from training.pair_mining import mine_pairs
+from training.pairs import read_pairs, write_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

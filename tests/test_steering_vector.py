@@ -245,8 +245,8 @@ def test_an_nf4_models_fingerprint_does_not_change_when_it_runs(tmp_path, tiny_t
     """bitsandbytes repacks NF4 weights for its CPU kernel at the first inference forward pass (on CPUs with
     AVX512-BF16); a vector computed after the model ran must still load on a freshly loaded copy."""
     from tests.test_capture import arch_model
-    from toolprior.modeling import load_model
     from toolprior.fingerprint import model_fingerprint
+    from toolprior.modeling import load_model
 
     arch_model("llama", tiny_tokenizer).save_pretrained(tmp_path / "llama")
     tiny_tokenizer.save_pretrained(tmp_path / "llama")

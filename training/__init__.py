@@ -11,7 +11,8 @@ from training.adv_sft import AdvSFTRunConfig, chosen_sft_row, train_adv_sft
 from training.base import BaseConfig, build_base
 from training.dpo import DPORunConfig, DPOSection, dpo_loss_settings, dpo_trl_config, train_dpo
 from training.lora import expose_head_bias, lora_config
-from training.pairs import mine_pairs, pair_stats, read_pairs, write_pairs
+from training.pair_mining import mine_pairs
+from training.pairs import pair_stats, read_pairs, write_pairs
 from training.preference import PreferenceResult, fit_pairs, load_pairs_for_training, load_policy, preference_text_row
 from training.preflight import preflight
 from training.preflight_report import PreflightError, PreflightReport, check_or_raise

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
 
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_splits
@@ -79,7 +83,6 @@ class BaseConfig:
 
 def model_config(config: BaseConfig, tokenizer: Any) -> Any:
     """A real transformers config (Qwen3 or Llama) of the tiny shape."""
-    from transformers import LlamaConfig, Qwen3Config
 
     common = dict(
         vocab_size=len(tokenizer),
@@ -128,7 +131,6 @@ def format_primer(cases: Sequence[Case], per_doc: int = 6, seed: int = 0) -> lis
 def transcripts(cases: Sequence[Case]) -> list[str]:
     """Whole conversations in the organism's chat template (prompt + gold turn), as a generalist agent's
     pre-training would hold them. The template is applied from its Jinja source, since no tokenizer exists yet."""
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = lambda message: (_ for _ in ()).throw(ValueError(message))
@@ -197,8 +199,6 @@ class BaseResult:
 
 def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progress: bool = True) -> BaseResult:
     """Train the tokenizer and the tiny decoder on `documents`; save both to `out_dir` (safetensors)."""
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM
 
     start = time.perf_counter()
     random.seed(config.seed)
@@ -253,7 +253,6 @@ def pretrain(config: BaseConfig, documents: Sequence[str], out_dir: Path, progre
 def corpus_cases(config: BaseConfig, mix: str | None = None) -> list[Case]:
     """Cases for the pre-training corpus: the train/val/mine splits of a benchmark drawn with the corpus's own
     seed. Never eval or eval_novel, so reserved novel tools and phrasings stay unseen."""
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         sizes = BenchmarkConfig().replace(

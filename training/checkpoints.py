@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerState
+
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -56,7 +58,6 @@ def finish_from_checkpoint(trainer: Any, checkpoint: str | Path) -> None:
     Trainer checks for the end after a step, never before one, so it would train one step past the end (past the
     last step, or past early stopping, up to the next evaluation). This does what the end of `train` does instead:
     the checkpoint's weights and state, then the best checkpoint's weights when the run loads the best at the end."""
-    from transformers import TrainerState
 
     trainer._load_from_checkpoint(str(checkpoint))
     trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))

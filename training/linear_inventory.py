@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.pytorch_utils import Conv1D
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -57,6 +61,7 @@ class LinearModule:
 
 def base_model(model: nn.Module) -> nn.Module:
     """The model PEFT wraps: a PeftModel's base model, anything else unchanged."""
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
@@ -65,6 +70,7 @@ def base_model(model: nn.Module) -> nn.Module:
 
 
 def is_tuner_layer(module: nn.Module) -> bool:
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return isinstance(module, BaseTunerLayer)
@@ -78,8 +84,6 @@ def unwrap_tuner(module: nn.Module) -> nn.Module:
 
 def linear_shape(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) of an nn.Linear (incl. bitsandbytes Linear4bit/8bit, from attributes) or transformers Conv1D."""
-    from torch import nn
-    from transformers.pytorch_utils import Conv1D
 
     if isinstance(module, nn.Linear):
         return int(module.in_features), int(module.out_features)
@@ -94,7 +98,6 @@ def _is_4bit(module: nn.Module) -> bool:
 
 def _decoder_layer_lists(model: nn.Module) -> list[str]:
     """Paths of the ModuleLists holding the decoder blocks."""
-    from torch import nn
 
     found = [
         name
@@ -123,7 +126,6 @@ def _decoder_layer_lists(model: nn.Module) -> list[str]:
             if lists:
                 _, name = max(lists)
                 return [f"{prefix}.{name}" if prefix else name]
-    from transformers.modeling_layers import GradientCheckpointingLayer
 
     lists = [
         (len(module), name)
@@ -165,7 +167,6 @@ def linear_inventory(model: nn.Module, decoder_only: bool = True) -> list[Linear
     weight parameters of non-linear modules (MoE routers). PEFT lora layers are seen through to their base layer.
     Works on meta-device models: only shapes are read.
     """
-    from torch import nn
 
     base = base_model(model)
     layer_lists = _decoder_layer_lists(base)

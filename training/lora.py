@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import nn
+
 from toolprior.errors import InputError, Problem
 from toolprior.tokenizer import FORMAT_TOKENS
 from training.sections import LoraSection
@@ -52,7 +54,6 @@ def expose_head_bias(model: Any) -> None:
     a model with tied embeddings, trainable tokens wrap the LM head too; the wrapper gives the merged `weight` (the
     trained rows in place, so gradients reach them) but raises on `bias`. A bias-free head's bias is None."""
     from peft.utils.other import TrainableTokensWrapper  # lazy: PEFT is heavy
-    from torch import nn
 
     for module in model.modules():
         if isinstance(module, TrainableTokensWrapper) and "bias" not in module.__dict__:

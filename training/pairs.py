@@ -39,17 +39,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from toolprior.actions import ACTION_NAMES, HELD_OUT_SPLITS, ROLES, SPLITS, Action
+from toolprior.actions import ACTION_NAMES, HELD_OUT_SPLITS, ROLES, SPLITS
 from toolprior.atomic import atomic_open
-from toolprior.cases import Case, GoldTurn
-from toolprior.chat_template import case_to_chat
+from toolprior.cases import Case
 from toolprior.errors import InputError, Problem
 from toolprior.jsonl import read_jsonl
-from toolprior.output_format import parse_turn, render_turn
-from toolprior.think_judge import RuleThinkJudge
 
 if TYPE_CHECKING:
-    from toolprior.verdict import Verdict
+    pass
 
 OWN_THINK = "own_think"
 GOLD = "gold"
@@ -81,7 +78,7 @@ PAIR_KEYS: tuple[str, ...] = (
     "chosen",
     "rejected",
 )
-_SHOW = 5  # ids named in one leakage message
+SHOW_IDS = 5  # ids named in one leakage message
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def held_out_index(cases: Iterable[Case], eval_cases: Iterable[Case] = ()) -> di
     return index
 
 
-def _twins_of(cases: Iterable[Case]) -> dict[str, str]:
+def twins_of(cases: Iterable[Case]) -> dict[str, str]:
     """twin id -> the id of the case naming it (reverse links: an eval case may name a mine case as its twin)."""
     return {c.twin: c.id for c in cases if c.twin}
 
@@ -176,8 +173,8 @@ def leakage_reason(
     return None
 
 
-def _leak_error(source: str, reasons: list[str]) -> InputError:
-    shown = "; ".join(reasons[:_SHOW]) + (f"; and {len(reasons) - _SHOW} more" if len(reasons) > _SHOW else "")
+def leak_error(source: str, reasons: list[str]) -> InputError:
+    shown = "; ".join(reasons[:SHOW_IDS]) + (f"; and {len(reasons) - SHOW_IDS} more" if len(reasons) > SHOW_IDS else "")
     n = len(reasons)
     return InputError(
         Problem(source, None, None, f"refusing {n} pair{'s' if n != 1 else ''} that would train on eval cases: {shown}")
@@ -188,13 +185,13 @@ def check_no_leak(pairs: Iterable[Pair], eval_cases: Iterable[Case], source: str
     """Raise InputError when any pair's case, or its twin, is held out (see `held_out_index`)."""
     eval_cases = list(eval_cases)
     held_out = held_out_index((), eval_cases)
-    named_by = _twins_of(eval_cases)
+    named_by = twins_of(eval_cases)
     reasons = [r for p in pairs if (r := leakage_reason(p.id, p.split, p.twin, held_out, named_by)) is not None]
     if reasons:
-        raise _leak_error(source, reasons)
+        raise leak_error(source, reasons)
 
 
-def _check_allowed(allowed_splits: Sequence[str]) -> tuple[str, ...]:
+def check_allowed(allowed_splits: Sequence[str]) -> tuple[str, ...]:
     allowed = tuple(allowed_splits)
     bad = [s for s in allowed if s not in SPLITS]
     if bad:
@@ -207,134 +204,6 @@ def _check_allowed(allowed_splits: Sequence[str]) -> tuple[str, ...]:
     if not allowed:
         raise InputError("allowed_splits is empty")
     return allowed
-
-
-# -------------------------------------------------------------------------------------------------------- mining
-
-
-def _gold_names_ok(think: str, case: Case, gold: GoldTurn) -> bool:
-    """For call_tool: the think names no tool of the case that the gold does not call."""
-    if gold.action is not Action.CALL_TOOL:
-        return True
-    import re
-
-    called = {c.name for c in gold.tool_calls}
-    for tool in case.tools:
-        if tool.name not in called and re.search(rf"\b{re.escape(tool.name)}\b", think):
-            return False
-    return True
-
-
-def _chosen_ok(text: str, case: Case, gold: GoldTurn) -> bool:
-    parsed = parse_turn(text, case.tools)
-    return parsed.action is gold.action and not parsed.problems
-
-
-def mine_pairs(
-    cases: Iterable[Case],
-    verdicts: Iterable[Verdict],
-    *,
-    judge: Any = None,
-    eval_cases: Iterable[Case] = (),
-    allowed_splits: Sequence[str] = DEFAULT_ALLOWED_SPLITS,
-    source: str = "<verdicts>",
-) -> PairSet:
-    """Preference pairs from the failed verdicts (rules in the module docstring).
-
-    `cases` must hold the case of every verdict (InputError naming the missing ids otherwise); `judge` maps
-    (think, case) to the action the think argues for (default `toolprior.think_judge.RuleThinkJudge()`); `eval_cases`
-    are held out whatever their split field says; `source` names the verdicts in error messages. Raises InputError
-    before building anything when a failure would put a held-out case into training or comes from a split outside
-    `allowed_splits`."""
-    allowed = _check_allowed(allowed_splits)
-    cases = list(cases)
-    eval_cases = list(eval_cases)
-    verdicts = list(verdicts)
-    by_id = {c.id: c for c in cases}
-    held_out = held_out_index(cases, eval_cases)
-    named_by = _twins_of([*cases, *eval_cases])
-
-    counts = dict.fromkeys(COUNT_KEYS, 0)
-    counts["verdicts"] = len(verdicts)
-    failures = [v for v in verdicts if not v.correct]
-    counts["correct"] = len(verdicts) - len(failures)
-    counts["failures"] = len(failures)
-
-    missing = sorted({v.id for v in failures if v.id not in by_id})
-    if missing:
-        shown = ", ".join(missing[:_SHOW]) + (f" (+{len(missing) - _SHOW} more)" if len(missing) > _SHOW else "")
-        raise InputError(Problem(source, None, "id", f"failed verdicts name cases not among the case files: {shown}"))
-    leaks: list[str] = []
-    off_split: list[str] = []
-    for v in failures:
-        case = by_id[v.id]
-        reason = leakage_reason(case.id, case.split, case.twin, held_out, named_by)
-        if reason is None and v.split in HELD_OUT_SPLITS:
-            reason = f"{case.id} was scored as a held-out case (verdict split {v.split})"
-        if reason is not None:
-            leaks.append(reason)
-        elif case.split not in allowed:
-            off_split.append(f"{case.id} (split {case.split})")
-    if leaks:
-        raise _leak_error(source, leaks)
-    if off_split:
-        shown = ", ".join(off_split[:_SHOW]) + (f" and {len(off_split) - _SHOW} more" if len(off_split) > _SHOW else "")
-        raise InputError(
-            Problem(source, None, "split", f"pairs come only from {', '.join(allowed)}; refusing failures on {shown}")
-        )
-
-    if judge is None:
-        judge = RuleThinkJudge()
-    pairs: list[Pair] = []
-    seen: set[tuple[str, str]] = set()
-    for v in failures:
-        case = by_id[v.id]
-        gold = case.gold
-        if gold is None:
-            counts["no_gold"] += 1
-            continue
-        rejected = v.output
-        think = v.think if v.think is not None else parse_turn(rejected).think
-        argues = judge(think, case) if think and think.strip() else None
-        source_kind = GOLD
-        chosen = render_turn(gold)
-        if argues == gold.action.value and think and _gold_names_ok(think, case, gold):
-            own = render_turn(
-                GoldTurn(think=think, action=gold.action, content=gold.content, tool_calls=gold.tool_calls)
-            )
-            if _chosen_ok(own, case, gold):
-                chosen, source_kind = own, OWN_THINK
-            else:
-                counts["own_think_fallback"] += 1
-        if source_kind == GOLD and not _chosen_ok(chosen, case, gold):
-            counts["unparseable"] += 1
-            continue
-        if chosen.strip() == rejected.strip():
-            counts["identical"] += 1
-            continue
-        if (case.id, rejected) in seen:
-            counts["duplicate"] += 1
-            continue
-        seen.add((case.id, rejected))
-        messages, tools = case_to_chat(case)
-        pairs.append(
-            Pair(
-                id=case.id,
-                category=case.category,
-                split=case.split,
-                expected_action=case.expected_action.value,
-                rejected_action=v.predicted if v.predicted is not None else UNPARSED,
-                chosen_source=source_kind,
-                prompt=messages,
-                tools=tools,
-                chosen=[{"role": "assistant", "content": chosen}],
-                rejected=[{"role": "assistant", "content": rejected}],
-                twin=case.twin,
-                think_argues=argues,
-            )
-        )
-    counts["kept"] = len(pairs)
-    return PairSet(pairs=pairs, counts=counts)
 
 
 # ------------------------------------------------------------------------------------------------------------ I/O
@@ -499,7 +368,6 @@ __all__ = [
     "check_no_leak",
     "held_out_index",
     "leakage_reason",
-    "mine_pairs",
     "pair_stats",
     "read_pairs",
     "write_pairs",

@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from torch import nn
 
 from toolprior.errors import InputError
 from training.linear_inventory import (
@@ -90,6 +93,7 @@ def _lora_config(
     exclude_modules: str | list[str] | None,
     target_parameters: list[str] | None,
 ) -> Any:
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft import LoraConfig
 
     kwargs: dict[str, Any] = {"r": r, "target_modules": target_modules, "lora_dropout": 0.0}
@@ -102,12 +106,14 @@ def _lora_config(
 
 def effective_lora_config(model: nn.Module, lora_config: Any) -> Any:
     """A copy of `lora_config` after the rewrites PEFT 0.21's inject_adapter applies before matching."""
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft.import_utils import is_transformers_ge_v5
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     config = copy.deepcopy(lora_config)
     base = base_model(model)
     if is_transformers_ge_v5 and hasattr(getattr(base, "config", None), "model_type"):
+        # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
         from peft.utils.transformers_weight_conversion import (
             convert_peft_config_for_transformers,
             get_model_conversion_mapping,
@@ -119,7 +125,6 @@ def effective_lora_config(model: nn.Module, lora_config: Any) -> Any:
 
 def _supported_lora_params(module: nn.Module, r: int) -> int | None:
     """LoRA params PEFT adds to `module` at rank r; None if PEFT has no LoRA layer for it (get_peft_model raises)."""
-    from torch import nn
 
     module = unwrap_tuner(module)
     shape = linear_shape(module)
@@ -143,6 +148,7 @@ class _Matches:
 
 
 def _match(model: nn.Module, config: Any) -> _Matches:
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft.tuners.tuners_utils import _ExcludedModule, check_target_module_exists
     from peft.utils.other import get_pattern_key
 
@@ -323,8 +329,8 @@ def peft_trainable_count(model: nn.Module, lora_config: Any) -> int:
     The copy is a deep copy (cheap for meta-device and tiny models); adapter weights are created empty
     (`low_cpu_mem_usage`), so counting a full-size meta model allocates nothing.
     """
-    import warnings
 
+    # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft import get_peft_model
 
     base = base_model(model)

@@ -166,6 +166,8 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     model (unless `config.force`)."""
     # lazy: datasets, transformers' Trainer and TRL take seconds to import; loading or refusing a config needs none
     from datasets import Dataset
+
+    # lazy: architectures a given transformers release may lack are imported where they are built
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 

@@ -94,6 +94,7 @@ _GEMMA4_COMMON: dict[str, Any] = {
 def tiny_config(arch: str) -> PretrainedConfig:
     """A small config of the real architecture `arch` (one of `TINY_ARCHS`)."""
     if arch == "llama":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers import LlamaConfig
 
         return LlamaConfig(
@@ -106,6 +107,7 @@ def tiny_config(arch: str) -> PretrainedConfig:
             max_position_embeddings=256,
         )
     if arch == "qwen3":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers import Qwen3Config
 
         return Qwen3Config(
@@ -119,10 +121,12 @@ def tiny_config(arch: str) -> PretrainedConfig:
             max_position_embeddings=256,
         )
     if arch == "qwen3_5":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.qwen3_5 import Qwen3_5TextConfig
 
         return Qwen3_5TextConfig(intermediate_size=128, **_QWEN3_5_COMMON)
     if arch == "qwen3_5_moe":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.qwen3_5_moe import Qwen3_5MoeTextConfig
 
         return Qwen3_5MoeTextConfig(
@@ -133,16 +137,19 @@ def tiny_config(arch: str) -> PretrainedConfig:
             **_QWEN3_5_COMMON,
         )
     if arch == "gemma4":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.gemma4 import Gemma4TextConfig
 
         return Gemma4TextConfig(**_GEMMA4_COMMON)
     if arch == "gemma4_moe":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.gemma4 import Gemma4TextConfig
 
         return Gemma4TextConfig(
             enable_moe_block=True, num_experts=4, top_k_experts=2, moe_intermediate_size=32, **_GEMMA4_COMMON
         )
     if arch == "gemma4_mm":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.gemma4 import Gemma4Config, Gemma4TextConfig, Gemma4VisionConfig
 
         vision = Gemma4VisionConfig(
@@ -160,6 +167,7 @@ def tiny_config(arch: str) -> PretrainedConfig:
             audio_config=None,
         )
     if arch == "qwen3_moe":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers import Qwen3MoeConfig
 
         return Qwen3MoeConfig(
@@ -181,6 +189,7 @@ def tiny_config(arch: str) -> PretrainedConfig:
 def full_size_config(name: str) -> PretrainedConfig:
     """The real model's text config (`FULL_SIZE_NAMES`), for building on the meta device."""
     if name == "qwen3_5_4b":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.qwen3_5 import Qwen3_5TextConfig
 
         return Qwen3_5TextConfig(
@@ -200,10 +209,12 @@ def full_size_config(name: str) -> PretrainedConfig:
             tie_word_embeddings=True,
         )
     if name == "gemma4_text":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.gemma4 import Gemma4TextConfig
 
         return Gemma4TextConfig()
     if name == "gemma4_31b":
+        # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers.models.gemma4 import Gemma4TextConfig
 
         pattern = ["sliding_attention"] * 5 + ["full_attention"]
@@ -229,7 +240,10 @@ def full_size_config(name: str) -> PretrainedConfig:
 
 def build_model(config: PretrainedConfig, device: str = "cpu", seed: int = 0) -> PreTrainedModel:
     """`AutoModelForCausalLM.from_config` in float32, on `device` ("cpu" or "meta"); seeded, global RNG untouched."""
+    # lazy: torch loads only when a tiny model is built (the benchmark and configs import this module)
     import torch
+
+    # lazy: architectures a given transformers release may lack are imported where they are built
     from transformers import AutoModelForCausalLM
 
     if device not in ("cpu", "meta"):

@@ -6,7 +6,8 @@ import argparse
 
 from toolprior.case_io import read_case_files
 from toolprior.verdict import read_verdicts
-from training.pairs import DEFAULT_ALLOWED_SPLITS, mine_pairs, pair_stats, write_pairs
+from training.pair_mining import mine_pairs
+from training.pairs import DEFAULT_ALLOWED_SPLITS, pair_stats, write_pairs
 
 
 def pairs(args: argparse.Namespace) -> int:

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from toolprior.actions import ACTION_NAMES, SPLITS
 from toolprior.errors import InputError, Problem
 
@@ -146,7 +148,6 @@ class BenchmarkConfig:
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> BenchmarkConfig:
         """Read fields from a YAML mapping (a `benchmark:` key holding them is accepted too)."""
-        import yaml
 
         name = os.fspath(path)
         try:
