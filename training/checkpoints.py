@@ -97,3 +97,13 @@ def keep_4bit_layout_for_training(model: Any) -> None:
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+
+
+def train_or_finish(trainer: Any, last: str | None) -> float | None:
+    """Train from `last` (a checkpoint, or None for a fresh run) and return the training loss; a run killed after
+    its training had ended but before its adapter was written only restores that checkpoint (None: no loss)."""
+    if stopped_at(last, trainer.args) is not None:
+        finish_from_checkpoint(trainer, last)
+        return None
+    output = trainer.train(resume_from_checkpoint=last)
+    return float(output.training_loss) if output.training_loss is not None else None

@@ -37,7 +37,7 @@ from toolprior.case_io import read_case_files
 from toolprior.config import dump_yaml
 from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
-from training.checkpoints import finish_from_checkpoint, keep_dtypes_on_resume, last_complete_checkpoint, stopped_at
+from training.checkpoints import keep_dtypes_on_resume, last_complete_checkpoint, train_or_finish
 from training.pairs import Pair, check_no_leak, read_pairs
 from training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
 
@@ -232,12 +232,7 @@ def run_preference(
     keep.restore(trainer.model)
     keep_dtypes_on_resume(trainer)
     start = time.perf_counter()
-    train_loss = None
-    if stopped_at(last, trainer.args) is not None:  # killed after training had ended, before the adapter was written
-        finish_from_checkpoint(trainer, last)
-    else:
-        output = trainer.train(resume_from_checkpoint=last)
-        train_loss = float(output.training_loss) if output.training_loss is not None else None
+    train_loss = train_or_finish(trainer, last)
     seconds = time.perf_counter() - start
 
     adapter_dir = out / "adapter"

@@ -27,11 +27,10 @@ from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.output_format import render_turn
 from training.checkpoints import (
-    finish_from_checkpoint,
     keep_4bit_layout_for_training,
     keep_dtypes_on_resume,
     last_complete_checkpoint,
-    stopped_at,
+    train_or_finish,
 )
 from training.labelled_loss import labelled_positions_trainer
 from training.lora import expose_head_bias, lora_config
@@ -229,12 +228,7 @@ def train_sft(config: SFTRunConfig, progress: bool = True) -> SFTResult:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    train_loss = None
-    if stopped_at(last, trainer.args) is not None:  # killed after training had ended, before the adapter was written
-        finish_from_checkpoint(trainer, last)
-    else:
-        output = trainer.train(resume_from_checkpoint=last)
-        train_loss = float(output.training_loss) if output.training_loss is not None else None
+    train_loss = train_or_finish(trainer, last)
     seconds = time.perf_counter() - start
     peak = int(torch.cuda.max_memory_allocated()) if cuda else None
     tokens = max((int(h["num_tokens"]) for h in trainer.state.log_history if "num_tokens" in h), default=None)
