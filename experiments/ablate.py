@@ -40,7 +40,8 @@ from toolprior.figures import save_figure
 from toolprior.modeling import load_agent
 from toolprior.verdict import read_verdicts, write_verdicts
 from training.benchmark import write_benchmark
-from training.sft import SFTRunConfig, train_sft
+from training.run_configs import SFTRunConfig
+from training.sft import train_sft
 
 ACTIONS = [a.value for a in Action]
 METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]

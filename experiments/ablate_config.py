@@ -79,7 +79,7 @@ class AblationConfig:
         """Every arm (the listed ones and the grid's) as the units will use it: its `bench.KEY=VALUE` settings on
         the benchmark, and the SFT config with `sft_set` and the arm's other overrides, loaded now."""
         # lazy: training.sft loads torch and TRL; a bad config is refused before that
-        from training.sft import SFTRunConfig
+        from training.run_configs import SFTRunConfig
 
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
         for key, values in self.grid.items():

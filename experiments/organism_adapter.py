@@ -30,7 +30,8 @@ from toolprior.config import load_config, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.model_source import file_sha256, prepare_smollm2, read_source
 from training.benchmark import write_benchmark
-from training.sft import SFTRunConfig, train_sft
+from training.run_configs import SFTRunConfig
+from training.sft import train_sft
 
 ORGANISM_DIR = Path(__file__).resolve().parent / "organism" / "smollm2"
 SIDECAR = "organism.json"

@@ -39,7 +39,8 @@ from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sf
 from training.benchmark import write_benchmark
 from training.pair_mining import mine_pairs
 from training.pairs import pair_stats, write_pairs
-from training.sft import SFTRunConfig, train_sft
+from training.run_configs import SFTRunConfig
+from training.sft import train_sft
 
 
 class Study(StudyRun):

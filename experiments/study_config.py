@@ -19,8 +19,8 @@ from toolprior.errors import InputError
 from toolprior.model_source import prepared_folder
 from toolprior.organism import organism_base_path
 
-QUANTIZE = known("toolprior.modeling", "QUANTIZE")
-DTYPES = known("toolprior.modeling", "DTYPES")
+QUANTIZE = known("toolprior.model_options", "QUANTIZE")
+DTYPES = known("toolprior.model_options", "DTYPE_NAMES")
 SPLITS = known("toolprior.actions", "SPLITS")
 POSITION_RULES = known("probes.positions", "POSITION_RULES")
 STEERING_METHODS = known("toolprior.steering_names", "METHODS")
@@ -281,13 +281,13 @@ class StudyConfig:
         """(method, config field, overrides field, config class as module:Name) of every training the methods
         need, in the order the study runs them."""
         wanted = set(self.methods)
-        out = [("sft", "sft_config", "sft_set", "training.sft:SFTRunConfig")]
+        out = [("sft", "sft_config", "sft_set", "training.run_configs:SFTRunConfig")]
         if wanted & {"simpo", "simpo_steering"}:
-            out.append(("simpo", "simpo_config", "simpo_set", "training.simpo:SimPORunConfig"))
+            out.append(("simpo", "simpo_config", "simpo_set", "training.run_configs:SimPORunConfig"))
         if "dpo" in wanted:
-            out.append(("dpo", "dpo_config", "dpo_set", "training.dpo:DPORunConfig"))
+            out.append(("dpo", "dpo_config", "dpo_set", "training.run_configs:DPORunConfig"))
         if "adv_sft" in wanted:
-            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.adv_sft:AdvSFTRunConfig"))
+            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.run_configs:AdvSFTRunConfig"))
         return out
 
     def check_config(self, ctx: CheckContext) -> None:

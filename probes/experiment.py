@@ -51,8 +51,8 @@ class ModelSection:
     adapter: str | None = field(default=None, metadata=check(path=INPUT_PATH))
     # a separate base-model folder for the baseline (else: adapter off, or random init)
     base: str | None = field(default=None, metadata=check(path=MODEL_PATH))
-    quantize: str = field(default="none", metadata=check(choices=known("toolprior.modeling", "QUANTIZE")))
-    dtype: str = field(default="float32", metadata=check(choices=known("toolprior.modeling", "DTYPES")))
+    quantize: str = field(default="none", metadata=check(choices=known("toolprior.model_options", "QUANTIZE")))
+    dtype: str = field(default="float32", metadata=check(choices=known("toolprior.model_options", "DTYPE_NAMES")))
     device: str | None = None
     trust_remote_code: bool = False
 

@@ -21,7 +21,7 @@ from toolprior.cli import main
 from toolprior.config import check, load_config, shipped_configs_dir
 from toolprior.errors import InputError
 from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
-from training.sft import SFTRunConfig
+from training.run_configs import SFTRunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

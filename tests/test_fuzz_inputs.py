@@ -30,7 +30,7 @@ from toolprior.verdict import read_verdicts
 from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
 from training.base import BaseConfig
 from training.pairs import read_pairs
-from training.sft import SFTRunConfig
+from training.run_configs import SFTRunConfig
 
 CONFIGS: list[type] = [
     StudyConfig,

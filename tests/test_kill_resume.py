@@ -112,7 +112,8 @@ def _sft_settings(data: Path) -> list[str]:
 
 
 def _train_in_process(out: Path, settings: list[str]) -> Any:
-    from training.sft import SFTRunConfig, train_sft
+    from training.run_configs import SFTRunConfig
+    from training.sft import train_sft
 
     return train_sft(load_config(SFTRunConfig, SFT_CONFIG, overrides=[*settings, f"output_dir={out}"]), progress=False)
 

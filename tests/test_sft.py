@@ -11,7 +11,8 @@ from toolprior.case_io import read_cases
 from toolprior.config import load_config
 from training.benchmark import BenchmarkConfig, write_benchmark
 from training.lora import lora_config
-from training.sft import SFTRunConfig, case_row, sft_config
+from training.run_configs import SFTRunConfig
+from training.sft import case_row, sft_config
 
 SMALL = BenchmarkConfig().replace(
     train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1

@@ -17,12 +17,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
+from toolprior.model_options import DTYPE_NAMES, QUANTIZE
 from toolprior.model_source import prepare_smollm2
 from toolprior.organism import organism_base_path
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# How a base model's weights can be loaded: as they are, or 4-bit NF4 with double quantisation (QLoRA).
-QUANTIZE: tuple[str, ...] = ("none", "nf4")
+DTYPES: dict[str, torch.dtype] = dict(zip(DTYPE_NAMES, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def parse_dtype(name: str) -> torch.dtype:

@@ -5,68 +5,70 @@ One idea a module: `sections` (the config family every training run composes), `
 `preflight`, `preflight_report` and `linear_inventory` (what a LoRA config reaches), `pairs` (mined pairs),
 `preference` (what the pair trainers share), `simpo`, `dpo`, `adv_sft` (one trainer per method), `checkpoints`,
 `labelled_loss`, `base` and `tiny_configs`.
+
+The public names load on first use (PEP 562): `import training.benchmark` (the data generator) and a config check
+must not import torch and the trainers.
 """
 
-from training.adv_sft import AdvSFTRunConfig, chosen_sft_row, train_adv_sft
-from training.base import BaseConfig, build_base
-from training.dpo import DPORunConfig, DPOSection, dpo_loss_settings, dpo_trl_config, train_dpo
-from training.lora import expose_head_bias, lora_config
-from training.pair_mining import mine_pairs
-from training.pairs import pair_stats, read_pairs, write_pairs
-from training.preference import PreferenceResult, fit_pairs, load_pairs_for_training, load_policy, preference_text_row
-from training.preflight import preflight
-from training.preflight_report import PreflightError, PreflightReport, check_or_raise
-from training.sections import (
-    DataSection,
-    LoraSection,
-    ModelSection,
-    PairsDataSection,
-    PreferenceModelSection,
-    PreferenceTrainingSection,
-    TrainingSection,
-)
-from training.sft import SFTResult, SFTRunConfig, train_sft
-from training.simpo import SimPORunConfig, SimPOSection, simpo_loss_settings, simpo_trl_config, train_simpo
+from __future__ import annotations
 
-__all__ = [
-    "AdvSFTRunConfig",
-    "BaseConfig",
-    "DPORunConfig",
-    "DPOSection",
-    "DataSection",
-    "LoraSection",
-    "ModelSection",
-    "PairsDataSection",
-    "PreferenceModelSection",
-    "PreferenceResult",
-    "PreferenceTrainingSection",
-    "PreflightError",
-    "PreflightReport",
-    "SFTResult",
-    "SFTRunConfig",
-    "SimPORunConfig",
-    "SimPOSection",
-    "TrainingSection",
-    "build_base",
-    "check_or_raise",
-    "chosen_sft_row",
-    "dpo_loss_settings",
-    "dpo_trl_config",
-    "expose_head_bias",
-    "fit_pairs",
-    "load_pairs_for_training",
-    "load_policy",
-    "lora_config",
-    "mine_pairs",
-    "pair_stats",
-    "preference_text_row",
-    "preflight",
-    "read_pairs",
-    "simpo_loss_settings",
-    "simpo_trl_config",
-    "train_adv_sft",
-    "train_dpo",
-    "train_sft",
-    "train_simpo",
-    "write_pairs",
-]
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "AdvSFTRunConfig": "training.run_configs",
+    "BaseConfig": "training.base",
+    "DPORunConfig": "training.run_configs",
+    "DPOSection": "training.run_configs",
+    "DataSection": "training.sections",
+    "LoraSection": "training.sections",
+    "ModelSection": "training.sections",
+    "PairsDataSection": "training.sections",
+    "PreferenceModelSection": "training.sections",
+    "PreferenceResult": "training.preference",
+    "PreferenceTrainingSection": "training.sections",
+    "PreflightError": "training.preflight_report",
+    "PreflightReport": "training.preflight_report",
+    "SFTResult": "training.sft",
+    "SFTRunConfig": "training.run_configs",
+    "SimPORunConfig": "training.run_configs",
+    "SimPOSection": "training.run_configs",
+    "TrainingSection": "training.sections",
+    "build_base": "training.base",
+    "check_or_raise": "training.preflight_report",
+    "chosen_sft_row": "training.adv_sft",
+    "dpo_loss_settings": "training.dpo",
+    "dpo_trl_config": "training.dpo",
+    "expose_head_bias": "training.lora",
+    "fit_pairs": "training.preference",
+    "load_pairs_for_training": "training.preference",
+    "load_policy": "training.preference",
+    "lora_config": "training.lora",
+    "mine_pairs": "training.pair_mining",
+    "pair_stats": "training.pairs",
+    "preference_text_row": "training.preference",
+    "preflight": "training.preflight",
+    "read_pairs": "training.pairs",
+    "simpo_loss_settings": "training.simpo",
+    "simpo_trl_config": "training.simpo",
+    "train_adv_sft": "training.adv_sft",
+    "train_dpo": "training.dpo",
+    "train_sft": "training.sft",
+    "train_simpo": "training.simpo",
+    "write_pairs": "training.pairs",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """`training.<name>` for a public name, imported from its module on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -12,38 +12,13 @@ What it shares with SimPO and DPO (data, the SFT agent, adapter precision): trai
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from training.pairs import Pair
 from training.preference import PreferenceResult, run_preference, use_cpu_for
-from training.sections import ModelSection, PairsDataSection, PreferenceModelSection, TrainingSection
-from training.sft import SFTRunConfig, sft_config
-
-
-def _adv_sft_training() -> TrainingSection:
-    # No validation split for pairs (no early stopping), and no NEFTune: the only difference from the preference
-    # runs on the same pairs should be the loss.
-    return TrainingSection(
-        learning_rate=5e-7,
-        warmup_ratio=0.1,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=4,
-        neftune_noise_alpha=None,
-        max_grad_norm=0.5,
-        early_stopping_patience=None,
-        train_sampling_strategy="random",  # as the preference trainers
-    )
-
-
-@dataclass
-class AdvSFTRunConfig:
-    """SFT on the pairs' chosen turns; `training` is the SFT TrainingSection (training.sections; SFTConfig fields)."""
-
-    output_dir: str = "runs/adv_sft"
-    model: PreferenceModelSection = field(default_factory=PreferenceModelSection)
-    data: PairsDataSection = field(default_factory=PairsDataSection)
-    training: TrainingSection = field(default_factory=_adv_sft_training)
+from training.run_configs import AdvSFTRunConfig, SFTRunConfig
+from training.sections import ModelSection
+from training.sft import sft_config
 
 
 def chosen_sft_row(pair: Pair, tokenizer: Any = None) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class BaseConfig:
     transcripts: bool = False
     transcript_mix: str = "call_tool=20,answer_directly=20,escalate=20,clarify=20,refuse=20"
     seed: int = 0
-    save_dtype: str = field(default="bfloat16", metadata=check(choices=known("toolprior.modeling", "DTYPES")))
+    save_dtype: str = field(default="bfloat16", metadata=check(choices=known("toolprior.model_options", "DTYPE_NAMES")))
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> BaseConfig:

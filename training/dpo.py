@@ -16,10 +16,8 @@ What DPO shares with SimPO and adversarial SFT (data, the SFT agent, adapter pre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from toolprior.config import check
 from training.preference import (
     PreferenceResult,
     bad_setting,
@@ -29,24 +27,7 @@ from training.preference import (
     trainer_args,
     use_cpu_for,
 )
-from training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
-
-
-@dataclass
-class DPOSection:
-    """beta: DPO's KL strength against the reference (the SFT agent); loss_type: one of TRL's DPO losses."""
-
-    beta: float = field(default=0.1, metadata=check(gt=0))
-    loss_type: str = field(default="sigmoid", metadata=check(nonempty=True))
-
-
-@dataclass
-class DPORunConfig:
-    output_dir: str = "runs/dpo"
-    model: PreferenceModelSection = field(default_factory=PreferenceModelSection)
-    data: PairsDataSection = field(default_factory=PairsDataSection)
-    preference: DPOSection = field(default_factory=DPOSection)
-    training: PreferenceTrainingSection = field(default_factory=PreferenceTrainingSection)
+from training.run_configs import DPORunConfig, DPOSection
 
 
 def dpo_loss_settings(config: DPORunConfig) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from typing import Any
 
 from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, about, known, max_steps_rule
 
-QUANTIZE = known("toolprior.modeling", "QUANTIZE")
-DTYPES = known("toolprior.modeling", "DTYPES")
+QUANTIZE = known("toolprior.model_options", "QUANTIZE")
+DTYPES = known("toolprior.model_options", "DTYPE_NAMES")
 # What `lora.adapter_dtype` may be (see LoraSection): train_sft builds the PEFT model accordingly.
 ADAPTER_DTYPES: tuple[str, ...] = ("float32", "base")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +36,8 @@ from training.labelled_loss import labelled_positions_trainer
 from training.lora import expose_head_bias, lora_config
 from training.preflight import preflight
 from training.preflight_report import check_or_raise
-from training.sections import ADAPTER_DTYPES, DataSection, LoraSection, ModelSection, TrainingSection
-
-
-@dataclass
-class SFTRunConfig:
-    output_dir: str = "runs/sft"
-    model: ModelSection = field(default_factory=ModelSection)
-    lora: LoraSection = field(default_factory=LoraSection)
-    data: DataSection = field(default_factory=DataSection)
-    training: TrainingSection = field(default_factory=TrainingSection)
-    merge: bool = False
-    force: bool = False
+from training.run_configs import SFTRunConfig
+from training.sections import ADAPTER_DTYPES
 
 
 @dataclass(frozen=True)

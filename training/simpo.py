@@ -14,10 +14,8 @@ What SimPO shares with DPO and adversarial SFT (data, the SFT agent, adapter pre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from toolprior.config import check
 from training.preference import (
     PreferenceResult,
     bad_setting,
@@ -27,26 +25,7 @@ from training.preference import (
     trainer_args,
     use_cpu_for,
 )
-from training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
-
-
-@dataclass
-class SimPOSection:
-    """beta: SimPO's reward scale. gamma_beta_ratio: the target margin as a ratio to beta (the SimPO paper's tuned
-    quantity); TRL's absolute `simpo_gamma` = gamma_beta_ratio * beta."""
-
-    beta: float = field(default=1.0, metadata=check(gt=0))
-    gamma_beta_ratio: float = field(default=0.3, metadata=check(ge=0))
-    label_smoothing: float = field(default=0.0, metadata=check(ge=0, lt=0.5))
-
-
-@dataclass
-class SimPORunConfig:
-    output_dir: str = "runs/simpo"
-    model: PreferenceModelSection = field(default_factory=PreferenceModelSection)
-    data: PairsDataSection = field(default_factory=PairsDataSection)
-    preference: SimPOSection = field(default_factory=SimPOSection)
-    training: PreferenceTrainingSection = field(default_factory=PreferenceTrainingSection)
+from training.run_configs import SimPORunConfig, SimPOSection
 
 
 def simpo_loss_settings(config: SimPORunConfig) -> dict[str, Any]:

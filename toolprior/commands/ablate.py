@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 
 from experiments.ablate_config import AblationConfig
+from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config
 
 
 def ablate(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
     config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
+    quiet_libraries()  # after the config is accepted: quieting transformers imports it (and torch)
     # lazy: the arms load torch and the trainers; a bad config is refused first
     from experiments.ablate import run_ablation
 

@@ -13,4 +13,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ablate.add_argument("config", type=Path, help="YAML file filling experiments.ablate_config.AblationConfig")
     ablate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. seeds=[0]")
     ablate.add_argument("--name", default=None, help="ablation name (folder under out_dir)")
-    ablate.set_defaults(run=("ablate", "ablate"), quiet_libraries=True)
+    ablate.set_defaults(run=("ablate", "ablate"))

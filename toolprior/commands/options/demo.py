@@ -18,4 +18,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     demo.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo.yaml setting")
-    demo.set_defaults(run=("study", "demo"), quiet_libraries=True)
+    demo.set_defaults(run=("study", "demo"))

@@ -13,4 +13,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. eval.batch_size=64"
     )
     study.add_argument("--name", default=None, help="run name (folder under out_dir)")
-    study.set_defaults(run=("study", "study"), quiet_libraries=True)
+    study.set_defaults(run=("study", "study"))
