@@ -7,7 +7,8 @@ One idea a module: `sections` (the config family every training run composes), `
 `labelled_loss`, `base` and `tiny_configs`.
 
 The public names load on first use (PEP 562): `import training.benchmark` (the data generator) and a config check
-must not import torch and the trainers.
+must not import torch and the trainers. `training.preflight` is the submodule (the function of that name: `from
+training.preflight import preflight`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ _EXPORTS: dict[str, str] = {
     "mine_pairs": "training.pair_mining",
     "pair_stats": "training.pairs",
     "preference_text_row": "training.preference",
-    "preflight": "training.preflight",
     "read_pairs": "training.pairs",
     "simpo_loss_settings": "training.simpo",
     "simpo_trl_config": "training.simpo",

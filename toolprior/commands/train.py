@@ -18,7 +18,7 @@ import training
 from toolprior.config import load_config
 from toolprior.errors import InputError, Problem
 from training import check_or_raise
-from training import preflight as preflight_report
+from training.preflight import preflight as preflight_report
 from training.base import BaseConfig, build_base
 from training.run_configs import SFTRunConfig
 from training.sft import train_sft as run_sft
