@@ -17,8 +17,7 @@ from typing import Any
 from probes.capture import capture
 from probes.hook_points import hook_name
 from steering.compute import Groups, vector_from_groups
-from steering.vector import SteeringVector
-from toolprior.fingerprint import model_fingerprint
+from steering.vector import SteeringVector, vector_meta
 
 
 def vector_from_pairs(
@@ -47,7 +46,16 @@ def vector_from_pairs(
         model, tokenizer, texts, [hook_name(i, "resid_post") for i in layers], "last", batch_size, labels=labels
     )
     groups = Groups(list(range(n)), list(range(n, 2 * n)), paired=True)
-    full = {"fingerprint": model_fingerprint(model).to_dict(), "direction": f"{positive} - {negative}", **(meta or {})}
+    full = vector_meta(
+        model,
+        tokenizer,
+        method=method,
+        source="pairs",
+        position="last",
+        positive=positive,
+        negative=negative,
+        **dict(meta or {}),
+    )
     return vector_from_groups(
         acts, layers, groups, method, positive=positive, negative=negative, source="pairs", meta=full
     )
