@@ -22,6 +22,7 @@ from experiments.comparison import mean_kl, next_token_distributions
 from experiments.organism_adapter import install, verify
 from experiments.stages import StageRunner
 from experiments.study_config import StudyConfig
+from experiments.study_external import stage_external
 from experiments.study_probe import stage_probe
 from experiments.study_report import write_study_report
 from experiments.study_run import StudyRun
@@ -380,5 +381,7 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
         if method in wanted:
             study.stages.run(method, lambda m=method: study.stage_pair_training(m))
             study.stages.run(f"eval_{method}", lambda m=method: study.stage_eval_adapter(m))
+    if config.external.enabled:
+        study.stages.run("external", lambda: stage_external(study))
     study.stages.run("kl", study.stage_kl)
     return write_study_report(study)

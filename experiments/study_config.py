@@ -218,6 +218,29 @@ class SteeringSettings:
         refuse_held_out(ctx, "source_split", self.source_split, "the vector is never computed on scored cases")
 
 
+# The methods the external stage can score (each needs what the study made for it: the chosen steering, SimPO).
+EXTERNAL_METHODS: tuple[str, ...] = ("sft", "steering", "simpo", "simpo_steering")
+
+
+@dataclass
+class ExternalSettings:
+    """Held-out sets from outside the benchmark (experiments.study_external): the When2Call file and BFCL files,
+    scored for each of `methods` by their own metrics, and When2Call's log-probability protocol for the base model
+    (adapter off) and the SFT agent. Nothing is chosen on them. Off unless a file is named."""
+
+    when2call: str | None = field(default=None, metadata=check(path=INPUT_PATH))
+    bfcl: list[str] = field(default_factory=list, metadata=check(path=INPUT_PATH))
+    methods: list[str] = field(
+        default_factory=lambda: ["sft", "steering", "simpo"], metadata=check(choices=EXTERNAL_METHODS)
+    )
+    logprob: bool = True  # When2Call's own multiple-choice scoring, for the base and the SFT agent
+    limit: int | None = field(default=None, metadata=check(ge=1))  # the first N cases of each file (a cut)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.when2call or self.bfcl)
+
+
 @dataclass
 class StudyConfig:
     """One study: data -> SFT -> eval -> probe -> steering (chosen on mine) -> pairs -> SimPO -> every method on
@@ -249,6 +272,7 @@ class StudyConfig:
     eval: EvalSettings = field(default_factory=EvalSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     steering: SteeringSettings = field(default_factory=SteeringSettings)
+    external: ExternalSettings = field(default_factory=ExternalSettings)
     methods: list[str] = field(default_factory=lambda: list(STUDY_METHODS), metadata=check(choices=STUDY_METHODS))
 
     @property
@@ -297,6 +321,11 @@ class StudyConfig:
         if "/" in self.name or self.name in (".", ".."):
             ctx.problem("name", f"must be a plain folder name, got {self.name!r}")
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
+        for method in self.external.methods:
+            if self.external.enabled and method not in self.methods:
+                ctx.problem(
+                    "external.methods", f"{method!r} is not among the study's methods ({', '.join(self.methods)})"
+                )
         if self.sft_adapter and ctx.accepted("sft_adapter") and ctx.accepted("sft_config"):
             check_shipped_adapter(ctx, self)
         for method, path_field, set_field, where in self.trained_configs():

@@ -96,6 +96,9 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
     sweep = _stage(study, "steer_sweep")
     if sweep:
         report["steering_selection"] = {"split": "mine", **sweep}
+    external = _stage(study, "external")
+    if external:
+        report["external"] = {k: v for k, v in external.items() if k != "seconds"}
     kl = _stage(study, "kl")
     if kl:
         report["kl"] = {"reference": "sft", "split": "val", **{k: v for k, v in kl.items() if k != "seconds"}}

@@ -152,6 +152,69 @@ def steering_lines(report: Mapping[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+# When2Call paper (arXiv:2504.18851), its LLM-judge protocol: (model, macro F1 in %, tool hallucination).
+WHEN2CALL_PUBLISHED: tuple[tuple[str, float, float], ...] = (
+    ("Qwen2.5-3B-Instruct (published)", 29.8, 0.23),
+    ("Llama-3.2-3B-Instruct (published)", 17.9, 0.52),
+)
+
+
+def external_lines(report: Mapping[str, Any]) -> list[str]:
+    ext = report.get("external")
+    if not ext:
+        return []
+    lines = [
+        f"## External held-out sets ({ext.get('cases')} cases; nothing chosen on them)",
+        "",
+        "When2Call by its own metrics (macro F1 over its three labels, accuracy with Wilson 95%, the share of "
+        "no-tool cannot_answer cases answered with a call); BFCL accuracy per file. The steering setting and the "
+        "SimPO adapter are the ones chosen on mine.",
+        "",
+        "| method | When2Call F1 | When2Call accuracy | tool hallucination | BFCL irrelevance | BFCL live relevance |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for method, result in ext.get("methods", {}).items():
+        if "skipped" in result:
+            lines.append(f"| {method} | skipped: {result['skipped']} | | | | |")
+            continue
+        m = result["metrics"]
+        w2c = m.get("when2call", {})
+        f1 = w2c.get("macro_f1")
+        lines.append(
+            f"| {method} | {_num(None if f1 is None else 100 * f1, '.1f')} | {_cell(_ci(w2c, 'accuracy_ci95'))} "
+            f"| {_num(w2c.get('tool_hallucination_rate'))} | {_cell(_ci(m.get('bfcl_irrelevance')))} "
+            f"| {_cell(_ci(m.get('bfcl_live_relevance')))} |"
+        )
+    for name, f1, halluc in WHEN2CALL_PUBLISHED:
+        lines.append(f"| {name} | {f1:.1f} | | {halluc:.2f} | | |")
+    logprob = ext.get("when2call_logprob")
+    if logprob:
+        lines += [
+            "",
+            "When2Call's own multiple-choice protocol: each record's four candidate answers scored by mean "
+            "log-probability per token, the most likely one taken (`answer_only`: right after the prompt, as in the "
+            "paper; `own_think`: after the model's own greedy think).",
+            "",
+            "| model | protocol | F1 | accuracy | tool hallucination |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for model, protocols in logprob.items():
+            for protocol, r in protocols.items():
+                m = r["metrics"]
+                lines.append(
+                    f"| {model} | {protocol} | {_num(100 * m['macro_f1'], '.1f')} | {_cell(_ci(m, 'accuracy_ci95'))} "
+                    f"| {_num(m.get('tool_hallucination_rate'))} |"
+                )
+    return [*lines, ""]
+
+
+def _ci(block: Mapping[str, Any] | None, key: str = "ci95") -> dict[str, Any] | None:
+    """An external metric block in the shape `_cell` reads ({"acc", "ci95"})."""
+    if not block or block.get("accuracy") is None:
+        return None
+    return {"acc": block["accuracy"], "ci95": block.get(key)}
+
+
 def render_study_summary(report: Mapping[str, Any], name: str) -> str:
     ev = report.get("eval", {})
     kl = report.get("kl", {})
@@ -181,5 +244,5 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
             "vector and its sweep for steering, the preference training for SimPO and its baselines.",
             "",
         ]
-    lines += [*probe_lines(report), *steering_lines(report)]
+    lines += [*probe_lines(report), *steering_lines(report), *external_lines(report)]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ stage runs, the report holds the contract's keys, and a rerun skips finished sta
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from tests.conftest import make_tiny_qwen3
 from toolprior.config import load_config
 
 pytestmark = pytest.mark.slow
+
+EXTERNAL = Path(__file__).resolve().parents[1] / "experiments" / "external"  # copied with their licences
 
 
 def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
@@ -38,6 +41,12 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         "dpo_set=[training.max_steps=1, training.max_length=4096]",
         "adv_sft_set=[training.max_steps=1, training.max_length=4096]",
     ]
+    overrides += [  # the real When2Call and BFCL files, three cases of each
+        f"external.when2call={EXTERNAL / 'when2call' / 'when2call_test_llm_judge.jsonl'}",
+        f"external.bfcl=[{EXTERNAL / 'bfcl' / 'BFCL_v4_irrelevance.json'}, {EXTERNAL / 'bfcl' / 'BFCL_v4_live_relevance.json'}]",
+        "external.limit=3",
+        "external.methods=[sft, steering, simpo]",
+    ]
     config = load_config(StudyConfig, "experiments/configs/study_tiny.yaml", overrides=overrides)
     report = run_study(config, progress=False)
     run = tmp_path / "runs" / "tiny"
@@ -55,6 +64,16 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert report["methods"]["simpo"]["pairs_from"] == "mine" and report["methods"]["sft"]["cost"]["train_s"] > 0
     assert report["methods"]["simpo"]["cost"]["steps"] == 1 and report["methods"]["dpo"]["cost"]["steps"] == 1
     assert "probe" in report and report["probe"]["position"] == "decision"
+    ext = report["external"]
+    assert ext["cases"] == 9 and set(ext["methods"]) == {"sft", "steering", "simpo"}
+    for method in ("sft", "simpo"):
+        metrics = ext["methods"][method]["metrics"]
+        assert set(metrics) == {"when2call", "bfcl_irrelevance", "bfcl_live_relevance"}
+        assert metrics["when2call"]["n"] == 3 and metrics["bfcl_irrelevance"]["n"] == 3
+    assert set(ext["when2call_logprob"]) == {"base", "sft"}
+    assert set(ext["when2call_logprob"]["sft"]) == {"answer_only", "own_think"}
+    assert ext["when2call_logprob"]["base"]["answer_only"]["metrics"]["n"] == 3
+    assert "External held-out sets" in (run / "report.md").read_text()
     before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
     run_study(config, progress=False)  # everything cached: no stage runs again
     after = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}

@@ -77,3 +77,10 @@ def test_merged_agent_gives_the_unmerged_agents_logits_on_a_padded_batch(tmp_pat
     real = batch["attention_mask"].bool()
     assert not hasattr(merged, "peft_config")  # folded into the weights
     assert torch.allclose(got[real], want[real], atol=1e-4) and not torch.allclose(got[real], without[real], atol=1e-3)
+
+
+def test_an_external_method_the_study_does_not_run_is_refused(tmp_path):
+    config = tmp_path / "study.yaml"
+    config.write_text("name: s\nmethods: [sft, steering]\nexternal:\n  bfcl: [study.yaml]\n  methods: [sft, simpo]\n")
+    with pytest.raises(InputError, match=r"external\.methods.*'simpo' is not among the study's methods"):
+        load_config(StudyConfig, config)

@@ -18,8 +18,8 @@ import training
 from toolprior.config import load_config
 from toolprior.errors import InputError, Problem
 from training import check_or_raise
-from training.preflight import preflight as preflight_report
 from training.base import BaseConfig, build_base
+from training.preflight import preflight as preflight_report
 from training.run_configs import SFTRunConfig
 from training.sft import train_sft as run_sft
 from training.tiny_configs import FULL_SIZE_NAMES, TINY_ARCHS, build_model, full_size_config, tiny_model
