@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,15 @@ from evals.harness import HarnessConfig, evaluate
 from experiments.comparison import mean_kl, next_token_distributions
 from experiments.organism_adapter import install, verify
 from experiments.stages import StageRunner
+from experiments.steering_variants import SteeringVariant, parse_variant, rank_point, variant_row
 from experiments.study_config import StudyConfig
 from experiments.study_external import stage_external
 from experiments.study_probe import stage_probe
 from experiments.study_report import write_study_report
 from experiments.study_run import StudyRun
+from experiments.study_simpo_search import stage_simpo_search
 from steering.apply import steering_factory
-from steering.compute import compute_from_cases
+from steering.compute import capture_for_vector, compute_from_cases
 from steering.conditional import fit_conditional
 from steering.guardrail import guardrail_evaluate
 from steering.plots import plot_controls, plot_dose_response, plot_heatmap
@@ -141,25 +144,57 @@ class Study(StudyRun):
             return list(range(max(0, int(best) - r), min(count, int(best) + r + 1)))
         return s.layers or list(range(count))
 
-    def stage_steer_compute(self) -> dict[str, Any]:
-
+    def variants(self) -> list[SteeringVariant]:
+        """The ways to make and apply the vector that the sweep compares on mine (`steering.variants`, else the one
+        the steering fields name)."""
         s = self.config.steering
+        if s.variants:
+            return [parse_variant(v) for v in s.variants]
+        return [SteeringVariant(s.method, s.source, s.position, s.apply_positions)]
+
+    def stage_steer_compute(self) -> dict[str, Any]:
+        """One vector per variant (variants read at the same position from the same cases share one capture); the
+        first is steering/vector.safetensors until the sweep picks one."""
         model, tokenizer = self.agent()
-        vector = compute_from_cases(
-            model,
-            tokenizer,
-            self.source_sample(),
-            self.steering_layers(model),
-            method=s.method,
-            source=s.source,
-            position=s.position,
-            progress=self.progress,
-            positive="clarify",
-            negative="call_tool",
-        )
-        path = self.run / "steering" / "vector.safetensors"
-        vector.save(path)
-        return {"vector": str(path), "layers": vector.layers, "norms": vector.norms()}
+        layers = self.steering_layers(model)
+        captured: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
+        out: dict[str, Any] = {}
+        for i, variant in enumerate(self.variants()):
+            key = (variant.source, variant.position)
+            if key not in captured:
+                cases = self.source_sample() if variant.source == "classes" else self.twin_sample()
+                captured[key] = capture_for_vector(
+                    model, tokenizer, cases, layers, variant.position,
+                    positive="clarify", negative="call_tool", progress=self.progress,
+                )  # fmt: skip
+            acts, cases = captured[key]
+            vector = compute_from_cases(
+                model, tokenizer, cases, layers, method=variant.method, source=variant.source,
+                position=variant.position, positive="clarify", negative="call_tool", acts=acts,
+            )  # fmt: skip
+            if len(self.config.steering.variants) > 1:
+                vector.save(self.run / "steering" / "variants" / f"{variant.name}.safetensors")
+            if i == 0:
+                vector.save(self.run / "steering" / "vector.safetensors")
+            out[variant.name] = {"layers": vector.layers, "norms": vector.norms(), "n": vector.meta.get("n")}
+        if len(out) == 1:
+            (only,) = out.values()
+            return {"vector": str(self.run / "steering" / "vector.safetensors"), **only}
+        return {"variants": out}
+
+    def twin_sample(self) -> list[Any]:
+        """The source split's clarify / call_tool twin pairs (both members), at most `source_cases` cases: a
+        random sample would split nearly every pair."""
+        s = self.config.steering
+        source = self.cases(s.source_split)
+        by_id = {c.id: c for c in source}
+        wanted = ("clarify", "call_tool")
+        members: list[Any] = []
+        for case in source:
+            twin = by_id.get(case.twin or "")
+            if case.expected_action.value == "clarify" and twin is not None and twin.expected_action.value in wanted:
+                members += [case, twin]
+        return members[: 2 * (s.source_cases // 2)] if s.source_cases else members
 
     def source_sample(self) -> list[Any]:
         """The cases the vector and the conditional gate's probe are fitted on: `steering.source_cases` of the
@@ -182,38 +217,47 @@ class Study(StudyRun):
         return random.Random(0).sample(mine, limit) if limit and limit < len(mine) else mine
 
     def stage_steer_sweep(self) -> dict[str, Any]:
-
+        """Every variant at the layers x alphas on mine; the best clarify that keeps call_tool above the floor wins
+        (`steering.sweep.choose` within a variant, the same order across them), then its controls."""
         s = self.config.steering
         model, tokenizer = self.agent()
-        vector = self.vector()
-        result = sweep(
-            model,
-            tokenizer,
-            self.mine_for_sweep(),
-            vector,
-            layers=self.steering_layers(model),
-            alphas=s.alphas,
-            config=self.harness(),
-            positions=s.apply_positions,
-            progress=self.progress,
-        )
-        best = choose(result, min_call_tool=s.min_call_tool)
+        layers = self.steering_layers(model)
         out = self.run / "steering"
+        variants = self.variants()
+        searched: list[tuple[SteeringVariant, Any, Any]] = []
+        for variant in variants:
+            path = out / "variants" / f"{variant.name}.safetensors" if len(variants) > 1 else out / "vector.safetensors"
+            vector = SteeringVector.load(path, model=model, tokenizer=tokenizer)
+            result = sweep(
+                model, tokenizer, self.mine_for_sweep(), vector, layers=layers, alphas=s.alphas,
+                config=self.harness(), positions=variant.apply, progress=self.progress,
+            )  # fmt: skip
+            if len(variants) > 1:
+                atomic_write_text(out / "variants" / f"sweep_{variant.name}.json", json.dumps(result.to_dict()) + "\n")
+            searched.append((variant, result, choose(result, min_call_tool=s.min_call_tool)))
+        picked = [row for row in searched if row[2] is not None]
+        variant, result, best = max(picked, key=lambda r: rank_point(r[2])) if picked else searched[0]
+        if len(variants) > 1:  # the downstream stages read the chosen variant's vector
+            shutil.copyfile(out / "variants" / f"{variant.name}.safetensors", out / "vector.safetensors")
         atomic_write_text(out / "sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
         plots = self.run / "plots"
-        layers = self.steering_layers(model)
         plot_dose_response(
             result, best.layer if best else layers[len(layers) // 2], plots / "steering_dose_response.png"
         )
         plot_heatmap(result, plots / "steering_layer_alpha.png")
         chosen = None if best is None else {"layer": best.layer, "alpha": best.alpha, "chosen_on": "mine"}
+        if chosen is not None and len(variants) > 1:
+            chosen.update(variant=variant.to_dict(), apply_positions=variant.apply)
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
         summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict()}
         summary["baseline"].pop("scores", None)
+        if len(variants) > 1:
+            summary["variants"] = [variant_row(v, r, b) for v, r, b in searched]
         if best is not None:
+            vector = self.vector()
             ctrl = controls(
                 model, tokenizer, self.mine_for_sweep(), vector, best.layer, best.alpha,
-                seeds=s.random_seeds, config=self.harness(), positions=s.apply_positions,
+                seeds=s.random_seeds, config=self.harness(), positions=variant.apply,
             )  # fmt: skip
             atomic_write_text(out / "controls.json", json.dumps(ctrl.to_dict(), indent=2) + "\n")
             plot_controls(ctrl, plots / "steering_controls.png")
@@ -221,6 +265,11 @@ class Study(StudyRun):
                 {"label": p.label, "clarify_acc": p.clarify_acc, "call_tool_acc": p.call_tool_acc} for p in ctrl.points
             ]
         return summary
+
+    def apply_positions(self) -> str:
+        """Where the chosen vector is applied: the chosen variant's positions, else `steering.apply_positions`."""
+        chosen = self.chosen() if (self.run / "steering" / "chosen.json").is_file() else None
+        return (chosen or {}).get("apply_positions", self.config.steering.apply_positions)
 
     def chosen(self) -> dict[str, Any] | None:
         return json.loads((self.run / "steering" / "chosen.json").read_text())
@@ -242,9 +291,9 @@ class Study(StudyRun):
         model, tokenizer = self.agent()
         layer, alpha, single, control = self.chosen_vectors(chosen)
         out: dict[str, Any] = {}
-        factory = steering_factory(model, single, alpha, positions=s.apply_positions, tokenizer=tokenizer)
+        factory = steering_factory(model, single, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
         out["steering"] = self.evaluate("steering", self.held_out, steer=factory)
-        factory = steering_factory(model, control, alpha, positions=s.apply_positions, tokenizer=tokenizer)
+        factory = steering_factory(model, control, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
         out["steering_random"] = self.evaluate("steering_random", self.held_out, steer=factory)
         conditional = fit_conditional(
             model,
@@ -255,7 +304,7 @@ class Study(StudyRun):
             train_cases=self.source_sample(),
             mine_cases=self.mine_for_sweep(),
             target=s.conditional_target,
-            positions=s.apply_positions,
+            positions=self.apply_positions(),
         )
         out["conditional_steering"] = self.evaluate(
             "conditional_steering", self.held_out, steer=conditional.factory(model)
@@ -300,7 +349,7 @@ class Study(StudyRun):
                 model,
                 vector,
                 float(chosen["alpha"]),
-                positions=self.config.steering.apply_positions,
+                positions=self.apply_positions(),
                 tokenizer=tokenizer,
             )
             out["simpo_steering"] = self.evaluate("simpo_steering", self.held_out, steer=factory, adapter=adapter)
@@ -375,7 +424,10 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
     if wanted & {"simpo", "simpo_steering", "dpo", "adv_sft"}:
         study.stages.run("pairs", study.stage_pairs)
     if wanted & {"simpo", "simpo_steering"}:
-        study.stages.run("simpo", lambda: study.stage_pair_training("simpo"))
+        if config.simpo_search:
+            study.stages.run("simpo", lambda: stage_simpo_search(study))
+        else:
+            study.stages.run("simpo", lambda: study.stage_pair_training("simpo"))
         study.stages.run("eval_simpo", study.stage_eval_simpo)
     for method in ("dpo", "adv_sft"):
         if method in wanted:

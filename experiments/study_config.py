@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.steering_variants import variant_rule
 from toolprior.actions import HELD_OUT_SPLITS
 from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known, load_config
 from toolprior.errors import InputError
@@ -213,6 +214,9 @@ class SteeringSettings:
     # the first seed draws the random-direction control every method is compared with
     random_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=check(nonempty=True))
     conditional_target: str = field(default="balanced", metadata=check(rule=calibration_target_rule))
+    # more than one way to make and apply the vector, searched together on mine (experiments.steering_variants):
+    # "method/source/position/apply" each; empty: the one variant method/source/position/apply_positions above
+    variants: list[str] = field(default_factory=list, metadata=check(rule=variant_rule))
 
     def check_config(self, ctx: CheckContext) -> None:
         refuse_held_out(ctx, "source_split", self.source_split, "the vector is never computed on scored cases")
@@ -258,6 +262,9 @@ class StudyConfig:
     sft_adapter: str | None = field(default=None, metadata=check(path=INPUT_PATH))
     simpo_config: str = field(default="experiments/configs/simpo_organism.yaml", metadata=check(path=CONFIG_PATH))
     simpo_set: list[str] = field(default_factory=list)
+    # SimPO settings searched on mine (experiments.study_simpo_search): name -> overrides on top of simpo_config and
+    # simpo_set; empty: no search, the config as written
+    simpo_search: dict[str, list[str]] = field(default_factory=dict)
     # baselines on the same pairs (issue 7): does the preference loss matter?
     dpo_config: str = field(default="experiments/configs/dpo_organism.yaml", metadata=check(path=CONFIG_PATH))
     dpo_set: list[str] = field(default_factory=list)
@@ -321,6 +328,14 @@ class StudyConfig:
         if "/" in self.name or self.name in (".", ".."):
             ctx.problem("name", f"must be a plain folder name, got {self.name!r}")
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
+        if self.simpo_search and ctx.accepted("simpo_config") and ctx.accepted("simpo_set"):
+            internal = [*self.pair_overrides("simpo"), *self.simpo_set]
+            cls = importlib.import_module("training.run_configs").SimPORunConfig
+            for name, extra in self.simpo_search.items():
+                if not name or "/" in name or name in (".", ".."):
+                    ctx.problem(f"simpo_search.{name}", "a setting's name must be a plain folder name")
+                    continue
+                check_sub_config(ctx, cls, self.simpo_config, internal, f"simpo_search.{name}", list(extra))
         for method in self.external.methods:
             if self.external.enabled and method not in self.methods:
                 ctx.problem(

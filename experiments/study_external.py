@@ -43,6 +43,8 @@ class ExternalHost(Protocol):
 
     def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]: ...
 
+    def apply_positions(self) -> str: ...
+
 
 def external_cases(settings: Any) -> list[Any]:
     """The When2Call and BFCL cases the settings name, each file cut to its first `limit` cases."""
@@ -66,8 +68,7 @@ def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str,
             return {"skipped": "no steering setting met the call_tool floor on mine"}
         _, alpha, single, _ = study.chosen_vectors(chosen)
         model, tokenizer = study.agent(adapter)
-        positions = study.config.steering.apply_positions
-        steer = steering_factory(model, single, alpha, positions=positions, tokenizer=tokenizer)
+        steer = steering_factory(model, single, alpha, positions=study.apply_positions(), tokenizer=tokenizer)
     run = study.evaluate(f"external_{method}", cases, steer=steer, adapter=adapter)
     verdicts = study.load_verdicts(f"external_{method}")
     return {"infer_s": run["infer_s"], "metrics": external_metrics(cases, verdicts)}

@@ -75,7 +75,14 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
         if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):
             extra.update({"pairs": _stage(study, "pairs").get("pairs"), "pairs_from": "mine"})
-            if name != "simpo_steering":  # its setting is SimPO's and steering's, named above
+            search = _stage(study, "simpo") if name == "simpo" else {}
+            if search.get("chosen"):
+                extra["chosen_on"] = (
+                    f"{search['chosen_on']}: setting {search['chosen']!r} of {', '.join(search['settings'])} "
+                    f"({search['rule']})"
+                )
+                extra["search"] = {k: search[k] for k in ("chosen", "rule", "sft_on_mine", "settings")}
+            elif name != "simpo_steering":  # its setting is SimPO's and steering's, named above
                 # the preference settings are the config's as written: no search ran, so nothing was chosen on eval
                 extra["chosen_on"] = f"none (as written in {getattr(study.config, f'{name}_config')})"
             trained = _stage(study, "simpo" if name == "simpo_steering" else name)

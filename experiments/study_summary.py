@@ -41,7 +41,9 @@ def results_table(report: Mapping[str, Any]) -> list[str]:
         test = paired.get(f"{name}_vs_sft")
         versus = "reference" if name == "sft" else "–"
         if test:
-            versus = f"{test['b10']} / {test['b01']}, p = {test['p']:.2g}"
+            n = report.get("eval", {}).get("n") or 0
+            wrong = f" ({test['b10'] / n:.0%} moved the wrong way)" if n else ""
+            versus = f"{test['b10']} / {test['b01']}{wrong}, p = {test['p']:.2g}"
         change = collateral.get(name, {})
         cost = m.get("cost", {})
         cells = [
@@ -82,6 +84,7 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             f"- **{name}** {verdict} the target (clarify >= {TARGET_CLARIFY:.2f} with call_tool >= "
             f"{FLOOR_CALL_TOOL:.2f}): clarify {_num(clarify)} (sft {_num(base_clarify)}), call_tool {_num(call)} "
             f"(sft {_num(acc('sft', 'call_tool'))})."
+            + (tried_on_mine(report) if not met and "steering" in name else "")
         )
     if "steering_random" in methods and base_clarify is not None:
         random_clarify = acc("steering_random", "clarify")
@@ -102,6 +105,20 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             "prior the study is about."
         )
     return out
+
+
+def tried_on_mine(report: Mapping[str, Any]) -> str:
+    """What the steering search tried on mine, in one clause (for a method that missed)."""
+    sel = report.get("steering_selection") or {}
+    rows = sel.get("variants") or []
+    if not rows:
+        return ""
+    best = max(rows, key=lambda r: r["most_clarify"].get("clarify_acc") or 0.0)["most_clarify"]
+    return (
+        f" Tried on mine: {len(rows)} variants (see Steering selection); the most clarify any reached there was "
+        f"{_num(best.get('clarify_acc'))} (layer {best.get('layer')}, alpha {best.get('alpha')}), with call_tool "
+        f"{_num(best.get('call_tool_acc'))}."
+    )
 
 
 def probe_lines(report: Mapping[str, Any]) -> list[str]:
@@ -141,11 +158,28 @@ def steering_lines(report: Mapping[str, Any]) -> list[str]:
         f"Unsteered on {base.get('n')} mine cases: clarify {_num(base.get('clarify_acc'))} "
         f"(n={base.get('clarify_n')}), call_tool {_num(base.get('call_tool_acc'))} (n={base.get('call_tool_n')}). "
         + (
-            f"Chosen: layer {chosen['layer']}, alpha {chosen['alpha']:g} (the best clarify with call_tool kept)."
+            f"Chosen: layer {chosen['layer']}, alpha {chosen['alpha']:g}"
+            + (f", variant {'-'.join(chosen['variant'].values())}" if chosen.get("variant") else "")
+            + " (the best clarify with call_tool kept)."
             if chosen
             else "No setting kept call_tool above its floor; nothing was chosen."
         )
     )
+    if sel.get("variants"):
+        lines += [
+            "",
+            "| variant (method-source-read position-apply positions) | chosen: layer, alpha | clarify | call_tool "
+            "| wrong / right way | most clarify: layer, alpha | clarify | call_tool |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in sel["variants"]:
+            c, m = row.get("chosen") or {}, row["most_clarify"]
+            picked = f"{c['layer']}, {c['alpha']:g}" if c else "none kept call_tool"
+            moved = f"{_num(c.get('moved_wrong'))} / {_num(c.get('moved_right'))}" if c else "–"
+            lines.append(
+                f"| {row['variant']} | {picked} | {_num(c.get('clarify_acc'))} | {_num(c.get('call_tool_acc'))} "
+                f"| {moved} | {m['layer']}, {m['alpha']:g} | {_num(m.get('clarify_acc'))} | {_num(m.get('call_tool_acc'))} |"
+            )
     if sel.get("controls"):
         lines += ["", "| on mine | clarify | call_tool |", "| --- | --- | --- |"]
         lines += [f"| {c['label']} | {_num(c['clarify_acc'])} | {_num(c['call_tool_acc'])} |" for c in sel["controls"]]
@@ -215,6 +249,30 @@ def _ci(block: Mapping[str, Any] | None, key: str = "ci95") -> dict[str, Any] | 
     return {"acc": block["accuracy"], "ci95": block.get(key)}
 
 
+def simpo_search_lines(report: Mapping[str, Any]) -> list[str]:
+    search = report.get("methods", {}).get("simpo", {}).get("search")
+    if not search:
+        return []
+    base = search.get("sft_on_mine", {})
+    lines = [
+        "## SimPO selection (split mine)",
+        "",
+        f"Each setting trained on the same pairs and scored on the steering sweep's mine cases (where the pairs came "
+        f"from, so not held out); sft there: clarify {_num(base.get('clarify_acc'))}, call_tool "
+        f"{_num(base.get('call_tool_acc'))}. Chosen: `{search['chosen']}` ({search['rule']}).",
+        "",
+        "| setting | overrides | steps | clarify | call_tool | overall | wrong / right way |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in search.get("settings", {}).items():
+        lines.append(
+            f"| {name} | {', '.join(row.get('overrides', [])) or 'as written'} | {row.get('steps')} "
+            f"| {_num(row.get('clarify_acc'))} | {_num(row.get('call_tool_acc'))} | {_num(row.get('overall'))} "
+            f"| {_num(row.get('moved_wrong'))} / {_num(row.get('moved_right'))} |"
+        )
+    return [*lines, ""]
+
+
 def render_study_summary(report: Mapping[str, Any], name: str) -> str:
     ev = report.get("eval", {})
     kl = report.get("kl", {})
@@ -244,5 +302,5 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
             "vector and its sweep for steering, the preference training for SimPO and its baselines.",
             "",
         ]
-    lines += [*probe_lines(report), *steering_lines(report), *external_lines(report)]
+    lines += [*probe_lines(report), *steering_lines(report), *simpo_search_lines(report), *external_lines(report)]
     return "\n".join(lines) + "\n"

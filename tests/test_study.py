@@ -46,6 +46,11 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         f"external.bfcl=[{EXTERNAL / 'bfcl' / 'BFCL_v4_irrelevance.json'}, {EXTERNAL / 'bfcl' / 'BFCL_v4_live_relevance.json'}]",
         "external.limit=3",
         "external.methods=[sft, steering, simpo]",
+        # three ways to make and apply the vector, searched together on mine
+        "steering.variants=[mean_diff/classes/decision/from_decision, probe/classes/decision/from_decision, "
+        "pca_paired/twins/prompt_end/generated]",
+        # two SimPO settings, chosen on mine
+        "simpo_search={as_written: [], low_beta: [preference.beta=0.1]}",
     ]
     config = load_config(StudyConfig, "experiments/configs/study_tiny.yaml", overrides=overrides)
     report = run_study(config, progress=False)
@@ -74,6 +79,27 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert set(ext["when2call_logprob"]["sft"]) == {"answer_only", "own_think"}
     assert ext["when2call_logprob"]["base"]["answer_only"]["metrics"]["n"] == 3
     assert "External held-out sets" in (run / "report.md").read_text()
+    variants = report["steering_selection"]["variants"]
+    assert [row["variant"] for row in variants] == [
+        "mean_diff-classes-decision-from_decision",
+        "probe-classes-decision-from_decision",
+        "pca_paired-twins-prompt_end-generated",
+    ]
+    for row in variants:
+        assert (run / "steering" / "variants" / f"{row['variant']}.safetensors").is_file()
+        assert (run / "steering" / "variants" / f"sweep_{row['variant']}.json").is_file()
+    chosen = json.loads((run / "steering" / "chosen.json").read_text())
+    if chosen is not None:  # the downstream stages apply the chosen variant's vector where it says
+        assert chosen["apply_positions"] == chosen["variant"]["apply"]
+        name = "-".join(chosen["variant"].values())
+        picked = (run / "steering" / "variants" / f"{name}.safetensors").read_bytes()
+        assert (run / "steering" / "vector.safetensors").read_bytes() == picked
+    search = report["methods"]["simpo"]["search"]
+    assert set(search["settings"]) == {"as_written", "low_beta"} and search["chosen"] in search["settings"]
+    assert report["methods"]["simpo"]["chosen_on"].startswith("mine (")
+    picked = run / "simpo_search" / search["chosen"] / "adapter" / "adapter_model.safetensors"
+    assert (run / "simpo" / "adapter" / "adapter_model.safetensors").read_bytes() == picked.read_bytes()
+    assert "SimPO selection (split mine)" in (run / "report.md").read_text()
     before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
     run_study(config, progress=False)  # everything cached: no stage runs again
     after = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}

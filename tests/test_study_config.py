@@ -84,3 +84,19 @@ def test_an_external_method_the_study_does_not_run_is_refused(tmp_path):
     config.write_text("name: s\nmethods: [sft, steering]\nexternal:\n  bfcl: [study.yaml]\n  methods: [sft, simpo]\n")
     with pytest.raises(InputError, match=r"external\.methods.*'simpo' is not among the study's methods"):
         load_config(StudyConfig, config)
+
+
+def test_a_bad_simpo_search_setting_is_refused_with_its_name(tmp_path):
+    config = tmp_path / "study.yaml"
+    config.write_text("name: s\nsimpo_search:\n  ok: []\n  broken: [preference.beta=oops]\n")
+    with pytest.raises(InputError, match=r"simpo_search\.broken"):
+        load_config(StudyConfig, config)
+
+
+def test_a_bad_steering_variant_is_refused_with_the_part_that_is_wrong(tmp_path):
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "name: s\nsteering:\n  variants: [mean_diff/classes/decision/from_decision, pca_paired/classes/decision/all]\n"
+    )
+    with pytest.raises(InputError, match=r"steering\.variants\[1\].*pca_paired needs source twins"):
+        load_config(StudyConfig, config)
