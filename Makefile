@@ -58,13 +58,13 @@ demo: $(STAMP)
 # Retrain the shipped organism adapter (experiments/organism/smollm2) from scratch: the seed-7 benchmark, SFT with
 # experiments/configs/sft_smollm2.yaml, export with its sidecar. About 35 minutes on 2 CPU cores; resumes.
 organism: $(STAMP)
-	$(PY) -m experiments.organism_adapter build --work runs/organism
+	$(PY) -m toolprior.experiments.organism_adapter build --work runs/organism
 
 bench: $(STAMP)
-	$(PY) -m experiments.bench --out runs/bench/bench.json
+	$(PY) -m toolprior.experiments.bench --out runs/bench/bench.json
 
 bench-gpu: $(STAMP)
-	$(PY) -m experiments.bench_gpu --out runs/bench/bench_gpu.json
+	$(PY) -m toolprior.experiments.bench_gpu --out runs/bench/bench_gpu.json
 
 clean:
 	rm -rf runs/demo runs/bench

@@ -1,9 +1,9 @@
 """The eval harness: generation, the tool simulator and multi-turn loop, scoring, forensics, reports."""
 
-from evals.generation import generate
-from evals.harness import HarnessConfig, evaluate
-from evals.report import write_eval_report
-from evals.scoring import score
+from toolprior.evals.generation import generate
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.report import write_eval_report
+from toolprior.evals.scoring import score
 from toolprior.generation_batch import GenerationBatch
 from toolprior.verdict import Verdict, read_verdicts, write_verdicts
 

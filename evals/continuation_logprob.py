@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from evals.generation import model_device
+from toolprior.evals.generation import model_device
 
 
 @dataclass(frozen=True)

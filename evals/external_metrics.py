@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from evals.statistics import wilson_interval
-from evals.verdicts import calls_match_allowed
 from toolprior.actions import BFCL_CATEGORIES
+from toolprior.evals.statistics import wilson_interval
+from toolprior.evals.verdicts import calls_match_allowed
 from toolprior.importers.bfcl import ANY_CALL, CALLS, KINDS, MISS_PARAM, NO_CALL
 
 DIGITS = 4

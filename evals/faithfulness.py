@@ -45,12 +45,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals.forensics import RuleThinkJudge, split_sentences
-from evals.generation import generate
-from evals.statistics import wilson_interval
 from toolprior.actions import Action
 from toolprior.cases import Case
 from toolprior.chat_template import render_prompt
+from toolprior.evals.forensics import RuleThinkJudge, split_sentences
+from toolprior.evals.generation import generate
+from toolprior.evals.statistics import wilson_interval
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN, OutputParser, parse_turn
 from toolprior.verdict import UNPARSED, Verdict
 

@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 
-from evals.generation import model_device
-from evals.statistics import wilson_interval
 from toolprior.actions import ACTION_NAMES, Action
 from toolprior.cases import Case, ToolCall, ToolSpec
+from toolprior.evals.generation import model_device
+from toolprior.evals.statistics import wilson_interval
 from toolprior.output_format import THINK_CLOSE
 from toolprior.think_judge import (  # noqa: F401  (re-exported: the judge moved to the core package)
     _ACTION_VERBS,

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from evals.shared_prefill import distinct_rows, shared_prefill
+from toolprior.evals.shared_prefill import distinct_rows, shared_prefill
 from toolprior.generation_batch import GenerationBatch
 
 # (input_ids, attention_mask, max_new_tokens, eos ids, context, cache) -> new tokens [B, T]

@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from evals.fork_at_decision import forked_generate, repeats_a_row
-from evals.growing_cache import growing_cache
-from evals.shared_prefill import shared_prefill
-from evals.shared_prefix_attention import attending_shared_prefix
+from toolprior.evals.fork_at_decision import forked_generate, repeats_a_row
+from toolprior.evals.growing_cache import growing_cache
+from toolprior.evals.shared_prefill import shared_prefill
+from toolprior.evals.shared_prefix_attention import attending_shared_prefix
 from toolprior.forward_contract import cache_keyword
 from toolprior.generation_batch import GenerationBatch, SteeringFactory
 from toolprior.stop_tokens import stop_token_ids

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from evals.global_attention import supports_shared_prefix
+from toolprior.evals.global_attention import supports_shared_prefix
 
 
 class GrowingLayer(DynamicLayer):

@@ -17,12 +17,12 @@ from typing import Any
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
-from evals.generation import generate
-from evals.simulator import SimulatedUser, ToolSimulator, mode_for
-from evals.verdicts import verdict_for
 from toolprior.actions import Action
 from toolprior.cases import Case
 from toolprior.chat_template import case_to_chat
+from toolprior.evals.generation import generate
+from toolprior.evals.simulator import SimulatedUser, ToolSimulator, mode_for
+from toolprior.evals.verdicts import verdict_for
 from toolprior.generation_batch import SteeringFactory
 from toolprior.output_format import ParsedTurn, parse_turn
 from toolprior.verdict import Verdict

@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evals.plots import plot_confusion, plot_methods_per_action, plot_per_action, plot_per_category
-from evals.scoring import score
-from evals.statistics import mcnemar
 from toolprior.actions import ACTION_NAMES
 from toolprior.atomic import atomic_write_text
 from toolprior.cases import Case
 from toolprior.errors import InputError, Problem
+from toolprior.evals.plots import plot_confusion, plot_methods_per_action, plot_per_action, plot_per_category
+from toolprior.evals.scoring import score
+from toolprior.evals.statistics import mcnemar
 from toolprior.verdict import Verdict, read_verdicts, write_verdicts
 
 

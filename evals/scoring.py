@@ -34,8 +34,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from evals.statistics import wilson_interval
 from toolprior.actions import ACTION_NAMES, CATEGORIES, EXTERNAL_CATEGORIES, SPLITS
+from toolprior.evals.statistics import wilson_interval
 from toolprior.verdict import UNPARSED, Verdict
 
 DIGITS = 4

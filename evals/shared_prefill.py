@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from evals.global_attention import supports_shared_prefix
-from evals.shared_prefix_attention import group_size, to_shared_prefix
+from toolprior.evals.global_attention import supports_shared_prefix
+from toolprior.evals.shared_prefix_attention import group_size, to_shared_prefix
 from toolprior.forward_contract import output_cache
 
 

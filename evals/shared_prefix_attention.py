@@ -23,7 +23,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from evals.growing_cache import GrowingLayer
+from toolprior.evals.growing_cache import GrowingLayer
 
 NAME = "toolprior_shared_prefix"
 _ACTIVE: ContextVar[Any] = ContextVar("toolprior_shared_prefix_cache", default=None)

@@ -23,13 +23,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from evals.candidate_choice import CandidateChoice
-from evals.continuation_logprob import continuation_logprobs
-from evals.external_metrics import WHEN2CALL_LABELS, when2call_metrics
-from evals.generation import generate
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.cases import Case, ToolCall
 from toolprior.chat_template import render_prompt
+from toolprior.evals.candidate_choice import CandidateChoice
+from toolprior.evals.continuation_logprob import continuation_logprobs
+from toolprior.evals.external_metrics import WHEN2CALL_LABELS, when2call_metrics
+from toolprior.evals.generation import generate
 from toolprior.importers.when2call import LABEL_ACTIONS
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN, render_tool_call
 

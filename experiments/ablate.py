@@ -23,25 +23,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evals.harness import HarnessConfig, evaluate
-from evals.scoring import score
-from evals.statistics import mcnemar, mean_sd
-from experiments.ablate_config import AblationConfig, arms
-from experiments.stages import StageRunner
-from experiments.study_config import DataSettings
-from steering.compute import compute_from_cases
-from steering.sweep import sweep
 from toolprior.actions import Action
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.config import dump_yaml, load_config, parse_overrides, to_plain
 from toolprior.errors import InputError, Problem
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.scoring import score
+from toolprior.evals.statistics import mcnemar, mean_sd
+from toolprior.experiments.ablate_config import AblationConfig, arms
+from toolprior.experiments.stages import StageRunner
+from toolprior.experiments.study_config import DataSettings
 from toolprior.figures import save_figure
 from toolprior.modeling import load_agent
+from toolprior.steering.compute import compute_from_cases
+from toolprior.steering.sweep import sweep
+from toolprior.training.benchmark import write_benchmark
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sft import train_sft
 from toolprior.verdict import read_verdicts, write_verdicts
-from training.benchmark import write_benchmark
-from training.run_configs import SFTRunConfig
-from training.sft import train_sft
 
 ACTIONS = [a.value for a in Action]
 METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.study_config import (
+from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, load_config, to_plain
+from toolprior.errors import InputError, Problem
+from toolprior.experiments.study_config import (
     QUANTIZE,
     SPLITS,
     STEERING_POSITIONS,
@@ -24,8 +26,6 @@ from experiments.study_config import (
     override_origins,
     refuse_held_out,
 )
-from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, load_config, to_plain
-from toolprior.errors import InputError, Problem
 
 
 @dataclass
@@ -79,7 +79,7 @@ class AblationConfig:
         """Every arm (the listed ones and the grid's) as the units will use it: its `bench.KEY=VALUE` settings on
         the benchmark, and the SFT config with `sft_set` and the arm's other overrides, loaded now."""
         # lazy: training.sft loads torch and TRL; a bad config is refused before that
-        from training.run_configs import SFTRunConfig
+        from toolprior.training.run_configs import SFTRunConfig
 
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
         for key, values in self.grid.items():

@@ -1,6 +1,6 @@
 """`make bench`: performance ratios measured side by side in one run, medians of repeated runs.
 
-    python -m experiments.bench --out runs/bench/bench.json [--repeats 3] [--capture-cases 5000]
+    python -m toolprior.experiments.bench --out runs/bench/bench.json [--repeats 3] [--capture-cases 5000]
 
 The model is a random-weight Qwen3 of the organism's shape (6 layers, width 128) with a tokenizer trained on the
 benchmark's text, so the ratios do not depend on a trained organism. Goals (issue 8): steering_overhead <= 1.03,
@@ -37,22 +37,22 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from evals.generation import generate
-from evals.harness import HarnessConfig, evaluate
-from probes.batching import pad_left, pad_token_id
-from probes.capture import capture
-from probes.hook_points import all_resid_post
-from steering.apply import steer, steering_factory
-from steering.sweep import run_alphas
-from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.chat_template import render_prompt
 from toolprior.decoder_config import text_config
+from toolprior.evals.generation import generate
+from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import pad_left, pad_token_id
+from toolprior.probes.capture import capture
+from toolprior.probes.hook_points import all_resid_post
+from toolprior.steering.apply import steer, steering_factory
+from toolprior.steering.sweep import run_alphas
+from toolprior.steering.vector import SteeringVector
 from toolprior.tokenizer import train_tokenizer
-from training.base import BaseConfig, model_config
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training.base import BaseConfig, model_config
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 GOALS = {
     "steering_overhead": ("<=", 1.03),
@@ -346,10 +346,10 @@ def capture_memory(n: int) -> dict[str, Any]:
 import gc, sys, tempfile, torch
 from pathlib import Path
 sys.path.insert(0, {str(Path.cwd())!r})
-from experiments.bench import build_world
-from probes.capture import capture
-from probes.hook_points import all_resid_post
-from probes.store import ActivationStore
+from toolprior.experiments.bench import build_world
+from toolprior.probes.capture import capture
+from toolprior.probes.hook_points import all_resid_post
+from toolprior.probes.store import ActivationStore
 from toolprior.chat_template import render_prompt
 tmp = Path(tempfile.mkdtemp())
 model, tok, cases = build_world(tmp / "data")

@@ -1,7 +1,7 @@
 """`make bench-gpu`: tokens/s and peak memory of 50 QLoRA SFT steps on a random-weight model shaped like Qwen3-4B.
 
-    python -m experiments.bench_gpu --out runs/bench/bench_gpu.json                 # CUDA; says so plainly if absent
-    python -m experiments.bench_gpu --shape tiny --device cpu --steps 3 --out X    # the same path on CPU (tests)
+    python -m toolprior.experiments.bench_gpu --out runs/bench/bench_gpu.json                 # CUDA; says so plainly if absent
+    python -m toolprior.experiments.bench_gpu --shape tiny --device cpu --steps 3 --out X    # the same path on CPU (tests)
 
 The model is a real `Qwen3ForCausalLM` with Qwen3-4B's shape (36 layers, 2560 wide, 9728 MLP, 32/8 heads of 128,
 151,936-token vocabulary) and random bf16 weights, saved once to a scratch folder and loaded back through the same
@@ -24,8 +24,8 @@ from transformers import AutoModelForCausalLM, Qwen3Config
 
 from toolprior.atomic import atomic_write_text
 from toolprior.modeling import load_tokenizer
-from training import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training import DataSection, ModelSection, SFTRunConfig, TrainingSection, train_sft
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 SHAPES: dict[str, dict[str, Any]] = {
     "qwen3_4b": dict(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from evals.generation import encode_prompts, model_device
+from toolprior.evals.generation import encode_prompts, model_device
 from toolprior.generation_batch import GenerationBatch
 
 

@@ -1,7 +1,7 @@
 """The organism in llama.cpp itself: does our exported control vector move llama.cpp's first-token decision as
 `steer()` moves ours?
 
-    PYTHONPATH=DIR LD_PRELOAD=SHIM python -m experiments.llamacpp_agreement \\
+    PYTHONPATH=DIR LD_PRELOAD=SHIM python -m toolprior.experiments.llamacpp_agreement \\
         --converter LLAMA_CPP/convert_hf_to_gguf.py --vector runs/demo_smol2/steering/vector.safetensors \\
         --layer 22 --alphas 0 0.5 0.75 1 --cases runs/demo_smol2/data/mine.jsonl --limit 24 \\
         --thinks runs/demo_smol2/verdicts_cache/sft_mine.jsonl --out agreement.json
@@ -53,9 +53,6 @@ from typing import Any
 
 import torch
 
-from steering.apply import steer
-from steering.gguf_io import export_gguf, read_vector
-from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.chat_template import render_prompt
@@ -63,6 +60,9 @@ from toolprior.decision_point import decision_tokens
 from toolprior.model_source import prepare_smollm2
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN
+from toolprior.steering.apply import steer
+from toolprior.steering.gguf_io import export_gguf, read_vector
+from toolprior.steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
 
 ORGANISM_ADAPTER = Path(__file__).resolve().parent / "organism" / "smollm2" / "adapter"
 DEFAULT_ALPHAS = (0.0, 0.5, 0.75, 1.0)

@@ -8,8 +8,8 @@ base model's fingerprint, the commit and the training summary. A study that star
 study config) calls `verify` first: the study's own SFT config, its regenerated train and val files and its base must
 be the ones the sidecar names, or the study stops with one line saying which differs.
 
-    python -m experiments.organism_adapter build     # `make organism`: data, SFT, export (about 35 min on 2 cores)
-    python -m experiments.organism_adapter check     # the shipped sidecar against today's config and generator
+    python -m toolprior.experiments.organism_adapter build     # `make organism`: data, SFT, export (about 35 min on 2 cores)
+    python -m toolprior.experiments.organism_adapter check     # the shipped sidecar against today's config and generator
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from toolprior.atomic import atomic_folder, atomic_write_text
 from toolprior.config import load_config, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.model_source import file_sha256, prepare_smollm2, read_source
-from training.benchmark import write_benchmark
-from training.run_configs import SFTRunConfig
-from training.sft import train_sft
+from toolprior.training.benchmark import write_benchmark
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sft import train_sft
 
 ORGANISM_DIR = Path(__file__).resolve().parent / "organism" / "smollm2"
 SIDECAR = "organism.json"

@@ -20,11 +20,11 @@ import random
 from pathlib import Path
 from typing import Any
 
-from evals.harness import HarnessConfig, evaluate
-from evals.statistics import wilson_interval
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.cases import Case
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.statistics import wilson_interval
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.verdict import read_verdicts
 

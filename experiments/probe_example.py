@@ -12,10 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-from probes import all_resid_post, capture_cases, fit_layer_curve, plot_layer_curve, probe_block
 from toolprior.case_io import read_cases
 from toolprior.modeling import load_agent
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.probes import all_resid_post, capture_cases, fit_layer_curve, plot_layer_curve, probe_block
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 
 def probe(model_dir: str, adapter: str | None, cases_file: str, out: Path) -> dict:

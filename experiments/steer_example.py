@@ -1,6 +1,6 @@
 """The README's steering example: load an agent and a saved vector, generate with and without steering.
 
-    .venv/bin/python -m experiments.steer_example --model organism --adapter runs/study_s0/sft/adapter \\
+    .venv/bin/python -m toolprior.experiments.steer_example --model organism --adapter runs/study_s0/sft/adapter \\
         --vector runs/vec_s0 --alpha 1.0
 
 README "Steering" shows the body of `run`; tests/test_steering_sweep.py runs it and checks the README matches.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from steering import SteeringVector, steer
 from toolprior.modeling import load_agent
+from toolprior.steering import SteeringVector, steer
 
 PROMPT = [
     {

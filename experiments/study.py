@@ -18,33 +18,33 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evals.harness import HarnessConfig, evaluate
-from experiments.comparison import mean_kl, next_token_distributions
-from experiments.organism_adapter import install, verify
-from experiments.stages import StageRunner
-from experiments.steering_variants import SteeringVariant, parse_variant, rank_point, variant_row
-from experiments.study_config import StudyConfig
-from experiments.study_external import stage_external
-from experiments.study_probe import stage_probe
-from experiments.study_report import write_study_report
-from experiments.study_run import StudyRun
-from experiments.study_simpo_search import stage_simpo_search
-from steering.apply import steering_factory
-from steering.compute import capture_for_vector, compute_from_cases
-from steering.conditional import fit_conditional
-from steering.guardrail import guardrail_evaluate
-from steering.plots import plot_controls, plot_dose_response, plot_heatmap
-from steering.sweep import choose, controls, random_control, sweep
-from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
 from toolprior.config import dump_yaml, load_config
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.experiments.comparison import mean_kl, next_token_distributions
+from toolprior.experiments.organism_adapter import install, verify
+from toolprior.experiments.stages import StageRunner
+from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rank_point, variant_row
+from toolprior.experiments.study_config import StudyConfig
+from toolprior.experiments.study_external import stage_external
+from toolprior.experiments.study_probe import stage_probe
+from toolprior.experiments.study_report import write_study_report
+from toolprior.experiments.study_run import StudyRun
+from toolprior.experiments.study_simpo_search import stage_simpo_search
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
-from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
-from training.benchmark import write_benchmark
-from training.pair_mining import mine_pairs
-from training.pairs import pair_stats, write_pairs
-from training.run_configs import SFTRunConfig
-from training.sft import train_sft
+from toolprior.steering.apply import steering_factory
+from toolprior.steering.compute import capture_for_vector, compute_from_cases
+from toolprior.steering.conditional import fit_conditional
+from toolprior.steering.guardrail import guardrail_evaluate
+from toolprior.steering.plots import plot_controls, plot_dose_response, plot_heatmap
+from toolprior.steering.sweep import choose, controls, random_control, sweep
+from toolprior.steering.vector import SteeringVector
+from toolprior.training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
+from toolprior.training.benchmark import write_benchmark
+from toolprior.training.pair_mining import mine_pairs
+from toolprior.training.pairs import pair_stats, write_pairs
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sft import train_sft
 
 
 class Study(StudyRun):

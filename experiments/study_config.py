@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.steering_variants import variant_rule
 from toolprior.actions import HELD_OUT_SPLITS
 from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known, load_config
 from toolprior.errors import InputError
+from toolprior.experiments.steering_variants import variant_rule
 from toolprior.model_source import prepared_folder
 from toolprior.organism import organism_base_path
 
 QUANTIZE = known("toolprior.model_options", "QUANTIZE")
 DTYPES = known("toolprior.model_options", "DTYPE_NAMES")
 SPLITS = known("toolprior.actions", "SPLITS")
-POSITION_RULES = known("probes.positions", "POSITION_RULES")
+POSITION_RULES = known("toolprior.probes.positions", "POSITION_RULES")
 STEERING_METHODS = known("toolprior.steering_names", "METHODS")
 STEERING_SOURCES = known("toolprior.steering_names", "SOURCES")
 STEERING_POSITIONS = known("toolprior.steering_names", "POSITIONS")
@@ -45,7 +45,7 @@ STUDY_METHODS: tuple[str, ...] = (
 def calibration_target_rule(value: Any) -> str | None:
     """A conditional-steering threshold target probes.fit.calibrate_threshold accepts."""
     # lazy: probes.fit loads torch and scikit-learn; a bad config is refused before that
-    from probes.fit import parse_calibration_target
+    from toolprior.probes.fit import parse_calibration_target
 
     try:
         parse_calibration_target(value)
@@ -121,7 +121,7 @@ def check_shipped_adapter(ctx: CheckContext, config: StudyConfig) -> None:
     """The shipped adapter's sidecar against the SFT config the study would train with (its data files are
     checked when the data stage has written them)."""
     # lazy: it loads torch; a bad config is refused before that
-    from experiments.organism_adapter import config_hash, config_identity, load_sft_config, read_sidecar
+    from toolprior.experiments.organism_adapter import config_hash, config_identity, load_sft_config, read_sidecar
 
     try:
         sidecar = read_sidecar(Path(config.sft_adapter or ""))
@@ -149,7 +149,7 @@ class DataSettings:
     def benchmark_config(self) -> Any:
         """These settings as the generator's `training.benchmark.BenchmarkConfig` (the seed is passed apart)."""
         # lazy: it loads torch; a bad config is refused before that
-        from training.benchmark import BenchmarkConfig, parse_mix
+        from toolprior.training.benchmark import BenchmarkConfig, parse_mix
 
         bench = BenchmarkConfig().replace(
             train_size=self.train_size,
@@ -312,13 +312,13 @@ class StudyConfig:
         """(method, config field, overrides field, config class as module:Name) of every training the methods
         need, in the order the study runs them."""
         wanted = set(self.methods)
-        out = [("sft", "sft_config", "sft_set", "training.run_configs:SFTRunConfig")]
+        out = [("sft", "sft_config", "sft_set", "toolprior.training.run_configs:SFTRunConfig")]
         if wanted & {"simpo", "simpo_steering"}:
-            out.append(("simpo", "simpo_config", "simpo_set", "training.run_configs:SimPORunConfig"))
+            out.append(("simpo", "simpo_config", "simpo_set", "toolprior.training.run_configs:SimPORunConfig"))
         if "dpo" in wanted:
-            out.append(("dpo", "dpo_config", "dpo_set", "training.run_configs:DPORunConfig"))
+            out.append(("dpo", "dpo_config", "dpo_set", "toolprior.training.run_configs:DPORunConfig"))
         if "adv_sft" in wanted:
-            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "training.run_configs:AdvSFTRunConfig"))
+            out.append(("adv_sft", "adv_sft_config", "adv_sft_set", "toolprior.training.run_configs:AdvSFTRunConfig"))
         return out
 
     def check_config(self, ctx: CheckContext) -> None:
@@ -330,7 +330,7 @@ class StudyConfig:
         check_layers(ctx, "steering.layers", self.steering.layers, self.base)
         if self.simpo_search and ctx.accepted("simpo_config") and ctx.accepted("simpo_set"):
             internal = [*self.pair_overrides("simpo"), *self.simpo_set]
-            cls = importlib.import_module("training.run_configs").SimPORunConfig
+            cls = importlib.import_module("toolprior.training.run_configs").SimPORunConfig
             for name, extra in self.simpo_search.items():
                 if not name or "/" in name or name in (".", ".."):
                     ctx.problem(f"simpo_search.{name}", "a setting's name must be a plain folder name")

@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from evals.external_metrics import external_metrics
-from evals.when2call_logprob import when2call_logprob
-from steering.apply import steering_factory
 from toolprior.atomic import atomic_write_text
+from toolprior.evals.external_metrics import external_metrics
+from toolprior.evals.when2call_logprob import when2call_logprob
 from toolprior.importers.bfcl import import_bfcl
 from toolprior.importers.when2call import import_when2call
 from toolprior.modeling import load_model, load_tokenizer
+from toolprior.steering.apply import steering_factory
 
 
 class ExternalHost(Protocol):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from probes.experiment import ProbeExperimentConfig
-from probes.experiment_run import run_probe_experiment
 from toolprior.config import build_dataclass
+from toolprior.probes.experiment import ProbeExperimentConfig
+from toolprior.probes.experiment_run import run_probe_experiment
 
 if TYPE_CHECKING:
-    from experiments.study_run import StudyRun
+    from toolprior.experiments.study_run import StudyRun
 
 
 def stage_probe(study: StudyRun) -> dict[str, Any]:

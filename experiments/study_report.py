@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from evals.report import render_markdown, write_eval_report
-from evals.scoring import score_by_split
-from experiments.comparison import collateral
-from experiments.study_summary import render_study_summary
 from toolprior.atomic import atomic_write_text
+from toolprior.evals.report import render_markdown, write_eval_report
+from toolprior.evals.scoring import score_by_split
+from toolprior.experiments.comparison import collateral
+from toolprior.experiments.study_summary import render_study_summary
 
 if TYPE_CHECKING:
-    from experiments.study_run import StudyRun
+    from toolprior.experiments.study_run import StudyRun
 
 
 def _stage(study: StudyRun, name: str) -> dict[str, Any]:

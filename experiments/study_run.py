@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from experiments.study_config import StudyConfig
 from toolprior.case_io import read_cases
+from toolprior.experiments.study_config import StudyConfig
 from toolprior.verdict import read_verdicts, write_verdicts
 
 

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from steering.sweep import score_point
 from toolprior.config import load_config
-from training import SimPORunConfig, train_simpo
+from toolprior.steering.sweep import score_point
+from toolprior.training import SimPORunConfig, train_simpo
 
 MAX_DROP = 0.05
 

@@ -7,7 +7,7 @@ one that ran. Recipe, on a machine with a CUDA GPU:
     # Python >= 3.12 (vllm-lens 1.3.0 requires it, and vllm==0.30.0), beside this project's own dependencies
     pip install vllm-lens==1.3.0                  # pulls vllm 0.30.0; the plugin registers itself with vLLM
     pip install -e . --no-deps                    # this project (its other requirements as in requirements/)
-    python -m experiments.vllm_steering --model ~/.cache/toolprior/models/smollm2-135m-instruct \\
+    python -m toolprior.experiments.vllm_steering --model ~/.cache/toolprior/models/smollm2-135m-instruct \\
         --adapter experiments/organism/smollm2/adapter --vector runs/demo_smol2/steering/vector.safetensors \\
         --layer 22 --alphas 0 0.5 0.75 1 --cases runs/demo_smol2/data/mine.jsonl --limit 24 \\
         --thinks runs/demo_smol2/verdicts_cache/sft_mine.jsonl --compare --out runs/vllm_agreement
@@ -47,7 +47,8 @@ from typing import Any
 
 import torch
 
-from experiments.llamacpp_agreement import (
+from toolprior.case_io import read_cases
+from toolprior.experiments.llamacpp_agreement import (
     action_token_ids,
     decision,
     decision_inputs,
@@ -55,9 +56,8 @@ from experiments.llamacpp_agreement import (
     load_organism,
     read_thinks,
 )
-from steering.gguf_io import read_vector
-from toolprior.case_io import read_cases
 from toolprior.modeling import load_model, load_tokenizer
+from toolprior.steering.gguf_io import read_vector
 
 INSTALL_HINT = "pip install vllm-lens==1.3.0 (Python >= 3.12; it installs vllm 0.30.0; needs a CUDA GPU)"
 TOP_LOGPROBS = 20

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.batching import model_device, pad_token_id
-from probes.hook_points import first_input
-from probes.logit_lens import forward_logits
-from probes.patch_engine import (
+from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import model_device, pad_token_id
+from toolprior.probes.hook_points import first_input
+from toolprior.probes.logit_lens import forward_logits
+from toolprior.probes.patch_engine import (
     PaddedRun,
     check_pairs,
     chosen_layers,
@@ -34,9 +35,8 @@ from probes.patch_engine import (
     record_run,
     z_head_dim,
 )
-from probes.patching_result import DIRECTIONS, PatchingResult
-from probes.twins import TwinPair, metric_token_ids
-from toolprior.modeling import decoder_layers
+from toolprior.probes.patching_result import DIRECTIONS, PatchingResult
+from toolprior.probes.twins import TwinPair, metric_token_ids
 
 
 def _grad_pass(

@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM
 
-from probes.experiment import ProbeExperimentConfig
 from toolprior.errors import InputError, Problem
 from toolprior.fingerprint import model_fingerprint
 from toolprior.modeling import load_model
+from toolprior.probes.experiment import ProbeExperimentConfig
 
 RANDOM_BASELINE_SEED = 104_729
 

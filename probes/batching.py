@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.positions import Positions
+from toolprior.probes.positions import Positions
 
 
 @dataclass(frozen=True)

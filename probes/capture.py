@@ -25,19 +25,19 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes.activations import Activations
-from probes.backends.hooks_backend import recording
-from probes.backends.nnsight_backend import nnsight_runner
-from probes.backends.transformer_lens_backend import transformer_lens_runner
-from probes.batching import Batch, Runner, pad_left, pad_token_id
-from probes.hook_points import HookPoint, parse_hook_name, resolve
-from probes.positions import THINK_RULES, MissingThinkError, compute_positions, think_token_ids
-from probes.store import ActivationStore, load_activations
 from toolprior.actions import Action
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import decision_tokens
 from toolprior.fingerprint import model_fingerprint
 from toolprior.output_format import THINK_CLOSE, render_turn
+from toolprior.probes.activations import Activations
+from toolprior.probes.backends.hooks_backend import recording
+from toolprior.probes.backends.nnsight_backend import nnsight_runner
+from toolprior.probes.backends.transformer_lens_backend import transformer_lens_runner
+from toolprior.probes.batching import Batch, Runner, pad_left, pad_token_id
+from toolprior.probes.hook_points import HookPoint, parse_hook_name, resolve
+from toolprior.probes.positions import THINK_RULES, MissingThinkError, compute_positions, think_token_ids
+from toolprior.probes.store import ActivationStore, load_activations
 
 if TYPE_CHECKING:
     from toolprior.cases import Case

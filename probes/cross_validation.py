@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from probes.fit import DEFAULT_C, as_matrix, fit_context, fit_prepared
+from toolprior.probes.fit import DEFAULT_C, as_matrix, fit_context, fit_prepared
 
 
 @dataclass

@@ -35,7 +35,7 @@ from toolprior.modeling import load_agent as load
 
 BASELINES: tuple[str, ...] = ("auto", "base", "random", "none")
 
-POSITIONS = known("probes.positions", "POSITION_RULES")
+POSITIONS = known("toolprior.probes.positions", "POSITION_RULES")
 
 
 def _c_rule(value: Any) -> str | None:
@@ -79,23 +79,23 @@ class CaptureSection:
     positions: list[str] = field(default_factory=lambda: ["decision"], metadata=check(choices=POSITIONS, nonempty=True))
     hooks: list[str] = field(
         default_factory=lambda: ["resid_post"],
-        metadata=check(choices=known("probes.hook_points", "HOOK_KINDS"), nonempty=True),
+        metadata=check(choices=known("toolprior.probes.hook_points", "HOOK_KINDS"), nonempty=True),
     )
-    backend: str = field(default="hooks", metadata=check(choices=known("probes.capture", "BACKENDS")))
+    backend: str = field(default="hooks", metadata=check(choices=known("toolprior.probes.capture", "BACKENDS")))
     batch_size: int = field(default=16, metadata=check(ge=1))
     save_activations: bool = False
-    store_dtype: str = field(default="float16", metadata=check(choices=known("probes.store", "STORE_DTYPES")))
+    store_dtype: str = field(default="float16", metadata=check(choices=known("toolprior.probes.store", "STORE_DTYPES")))
 
 
 @dataclass
 class ProbeSection:
     tasks: list[str] = field(
         default_factory=lambda: ["clarify_vs_call_tool", "five_way"],
-        metadata=check(choices=known("probes.folds", "TASKS"), nonempty=True),
+        metadata=check(choices=known("toolprior.probes.folds", "TASKS"), nonempty=True),
     )
     methods: list[str] = field(
         default_factory=lambda: ["logreg", "mass_mean"],
-        metadata=check(choices=known("probes.fit", "METHODS"), nonempty=True),
+        metadata=check(choices=known("toolprior.probes.fit", "METHODS"), nonempty=True),
     )
     folds: int = field(default=5, metadata=check(ge=2))
     C: float | str = field(default=0.1, metadata=check(rule=_c_rule))
@@ -113,7 +113,9 @@ class LensSection:
 @dataclass
 class PatchingSection:
     enabled: bool = True
-    position: str = field(default="prompt_end", metadata=check(choices=known("probes.twins", "PATCH_POSITIONS")))
+    position: str = field(
+        default="prompt_end", metadata=check(choices=known("toolprior.probes.twins", "PATCH_POSITIONS"))
+    )
     think: str = ""
     k: int = field(default=12, metadata=check(ge=1))
     max_pairs: int = field(default=32, metadata=check(ge=1))

@@ -21,19 +21,23 @@ from typing import Any
 
 import torch
 
-from probes.attribution import attribution_patching
-from probes.baseline import baseline_model
-from probes.capture import capture_cases
-from probes.experiment import ProbeExperimentConfig, load_agent, validate_config
-from probes.folds import task_rows
-from probes.hook_points import all_hook_names
-from probes.layer_curve import fit_layer_curve
-from probes.logit_lens import logit_lens
-from probes.markdown import render_probe_markdown
-from probes.patching import patch_heads, patch_resid
-from probes.patching_compare import compare_patching
-from probes.positions import THINK_RULES
-from probes.report import (
+from toolprior.atomic import atomic_write_text
+from toolprior.case_io import read_case_files
+from toolprior.config import dump_yaml
+from toolprior.errors import InputError, Problem
+from toolprior.probes.attribution import attribution_patching
+from toolprior.probes.baseline import baseline_model
+from toolprior.probes.capture import capture_cases
+from toolprior.probes.experiment import ProbeExperimentConfig, load_agent, validate_config
+from toolprior.probes.folds import task_rows
+from toolprior.probes.hook_points import all_hook_names
+from toolprior.probes.layer_curve import fit_layer_curve
+from toolprior.probes.logit_lens import logit_lens
+from toolprior.probes.markdown import render_probe_markdown
+from toolprior.probes.patching import patch_heads, patch_resid
+from toolprior.probes.patching_compare import compare_patching
+from toolprior.probes.positions import THINK_RULES
+from toolprior.probes.report import (
     json_safe,
     plot_head_map,
     plot_layer_curve,
@@ -42,12 +46,8 @@ from probes.report import (
     plot_patching_map,
     probe_block,
 )
-from probes.store import STORE_DTYPES, ActivationStore
-from probes.twins import twin_pairs
-from toolprior.atomic import atomic_write_text
-from toolprior.case_io import read_case_files
-from toolprior.config import dump_yaml
-from toolprior.errors import InputError, Problem
+from toolprior.probes.store import STORE_DTYPES, ActivationStore
+from toolprior.probes.twins import twin_pairs
 
 # ------------------------------------------------------------------------------------------------------------- helpers
 

@@ -38,8 +38,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_curve
 from threadpoolctl import threadpool_limits
 
-from probes.folds import grouped_folds
-from probes.linear_probe import LinearProbe
+from toolprior.probes.folds import grouped_folds
+from toolprior.probes.linear_probe import LinearProbe
 
 METHODS: tuple[str, ...] = ("logreg", "mass_mean")
 DEFAULT_C = 0.1

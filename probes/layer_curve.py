@@ -24,15 +24,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from probes.activations import Activations
-from probes.controls import permuted_fold_labels, template_control_labels
-from probes.cross_validation import cross_validate
-from probes.fit import DEFAULT_C, METHODS, as_matrix, fit_probe
-from probes.folds import grouped_folds, task_rows
-from probes.hook_points import parse_hook_name
-from probes.linear_probe import LinearProbe, ProbeWeights
 from toolprior.atomic import atomic_write_text
 from toolprior.fingerprint import Fingerprint
+from toolprior.probes.activations import Activations
+from toolprior.probes.controls import permuted_fold_labels, template_control_labels
+from toolprior.probes.cross_validation import cross_validate
+from toolprior.probes.fit import DEFAULT_C, METHODS, as_matrix, fit_probe
+from toolprior.probes.folds import grouped_folds, task_rows
+from toolprior.probes.hook_points import parse_hook_name
+from toolprior.probes.linear_probe import LinearProbe, ProbeWeights
 
 
 @dataclass

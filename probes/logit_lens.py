@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes.batching import model_device, pad_left
-from probes.capture import case_texts
-from probes.hook_points import first_tensor
-from probes.positions import THINK_RULES, compute_positions, think_token_ids
 from toolprior.actions import ACTIONS, Action
 from toolprior.decision_point import decision_tokens
 from toolprior.decoder_config import text_config
 from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import model_device, pad_left
+from toolprior.probes.capture import case_texts
+from toolprior.probes.hook_points import first_tensor
+from toolprior.probes.positions import THINK_RULES, compute_positions, think_token_ids
 from toolprior.tokenizer import action_tag_token_ids
 
 if TYPE_CHECKING:

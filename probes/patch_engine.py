@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.batching import model_device, pad_left
-from probes.hook_points import first_input, first_tensor, hook_name, resolve
-from probes.logit_lens import forward_logits
-from probes.twins import TwinPair
 from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import model_device, pad_left
+from toolprior.probes.hook_points import first_input, first_tensor, hook_name, resolve
+from toolprior.probes.logit_lens import forward_logits
+from toolprior.probes.twins import TwinPair
 
 
 @dataclass(frozen=True)

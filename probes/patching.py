@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from probes.batching import pad_token_id
-from probes.patch_engine import (
+from toolprior.probes.batching import pad_token_id
+from toolprior.probes.patch_engine import (
     Patch,
     check_pairs,
     chosen_layers,
@@ -44,8 +44,8 @@ from probes.patch_engine import (
     patched_metric,
     record_run,
 )
-from probes.patching_result import DIRECTIONS, PatchingResult
-from probes.twins import TwinPair, metric_token_ids
+from toolprior.probes.patching_result import DIRECTIONS, PatchingResult
+from toolprior.probes.twins import TwinPair, metric_token_ids
 
 
 def patch_resid(

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from probes.patching_result import DIRECTIONS, PatchingResult
+from toolprior.probes.patching_result import DIRECTIONS, PatchingResult
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:

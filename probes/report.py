@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from probes.layer_curve import LayerCurve
-from probes.logit_lens import LensResult
-from probes.patching_result import PatchingResult
 from toolprior.atomic import atomic_write_text
 from toolprior.figures import save_figure
+from toolprior.probes.layer_curve import LayerCurve
+from toolprior.probes.logit_lens import LensResult
+from toolprior.probes.patching_result import PatchingResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -34,8 +34,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from probes.activations import Activations
 from toolprior.fingerprint import Fingerprint
+from toolprior.probes.activations import Activations
 
 FORMAT = "toolprior.activations"
 FORMAT_VERSION = 1

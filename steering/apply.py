@@ -54,14 +54,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.hook_points import first_tensor
-from steering.layer_vectors import LayerVectors
-from steering.operators import Alpha, Operator, get_operator, steer_hidden
-from steering.positions import POSITIONS, PositionTracker
 from toolprior.decision_point import decision_tokens
 from toolprior.forward_contract import cached_length
 from toolprior.generation_batch import GenerationBatch
 from toolprior.modeling import decoder_layers
+from toolprior.probes.hook_points import first_tensor
+from toolprior.steering.layer_vectors import LayerVectors
+from toolprior.steering.operators import Alpha, Operator, get_operator, steer_hidden
+from toolprior.steering.positions import POSITIONS, PositionTracker
 from toolprior.stop_tokens import stop_token_ids
 
 # ------------------------------------------------------------------------------------------------------ the context

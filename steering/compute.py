@@ -31,16 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from probes.capture import capture_cases
-from probes.fit import fit_probe
-from probes.hook_points import hook_name
-from steering.consistency import cosine_consistency
-from steering.vector import SteeringVector, vector_meta
+from toolprior.probes.capture import capture_cases
+from toolprior.probes.fit import fit_probe
+from toolprior.probes.hook_points import hook_name
+from toolprior.steering.consistency import cosine_consistency
+from toolprior.steering.vector import SteeringVector, vector_meta
 from toolprior.steering_names import METHODS, SOURCES
 
 if TYPE_CHECKING:
-    from probes.activations import Activations
     from toolprior.cases import Case
+    from toolprior.probes.activations import Activations
 
 
 Aggregator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

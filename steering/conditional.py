@@ -22,20 +22,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from probes.backends.hooks_backend import recording
-from probes.batching import Batch, model_device
-from probes.capture import capture_cases
-from probes.fit import calibrate_threshold, fit_probe
-from probes.hook_points import hook_name
-from probes.positions import compute_positions
-from steering.apply import Steering, steer
-from steering.operators import Operator
 from toolprior.errors import InputError
+from toolprior.probes.backends.hooks_backend import recording
+from toolprior.probes.batching import Batch, model_device
+from toolprior.probes.capture import capture_cases
+from toolprior.probes.fit import calibrate_threshold, fit_probe
+from toolprior.probes.hook_points import hook_name
+from toolprior.probes.positions import compute_positions
+from toolprior.steering.apply import Steering, steer
+from toolprior.steering.operators import Operator
 
 if TYPE_CHECKING:
-    from steering.vector import SteeringVector
     from toolprior.cases import Case
     from toolprior.generation_batch import GenerationBatch
+    from toolprior.steering.vector import SteeringVector
 
 HELD_OUT_SPLITS: tuple[str, ...] = ("eval", "eval_novel")
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from probes.capture import capture
-from probes.hook_points import hook_name
-from steering.compute import Groups, vector_from_groups
-from steering.vector import SteeringVector, vector_meta
+from toolprior.probes.capture import capture
+from toolprior.probes.hook_points import hook_name
+from toolprior.steering.compute import Groups, vector_from_groups
+from toolprior.steering.vector import SteeringVector, vector_meta
 
 
 def vector_from_pairs(

@@ -68,8 +68,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from steering.vector import FORMAT, SteeringVector, check_model, check_tokenizer
 from toolprior.errors import InputError, Problem
+from toolprior.steering.vector import FORMAT, SteeringVector, check_model, check_tokenizer
 
 ARCH = "controlvector"
 MODEL_HINT_KEY = f"{ARCH}.model_hint"

@@ -27,16 +27,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evals.generation import generate
-from evals.harness import HarnessConfig
-from evals.verdicts import verdict_for
 from toolprior.chat_template import render_prompt
+from toolprior.evals.generation import generate
+from toolprior.evals.harness import HarnessConfig
+from toolprior.evals.verdicts import verdict_for
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN, parse_turn
 from toolprior.think_judge import RuleThinkJudge
 
 if TYPE_CHECKING:
-    from evals.harness import HarnessConfig
     from toolprior.cases import Case
+    from toolprior.evals.harness import HarnessConfig
     from toolprior.generation_batch import SteeringFactory
     from toolprior.think_judge import ThinkJudge
     from toolprior.verdict import Verdict

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from probes.hook_points import first_tensor, module_path
-from steering.apply import Steering, _owner_inputs, _replace_first, decoder_owner
-from steering.operators import Alpha, Operator
 from toolprior.modeling import decoder_layers
 from toolprior.nnsight_guard import restoring_instance_attrs
+from toolprior.probes.hook_points import first_tensor, module_path
+from toolprior.steering.apply import Steering, _owner_inputs, _replace_first, decoder_owner
+from toolprior.steering.operators import Alpha, Operator
 
 if TYPE_CHECKING:
-    from steering.vector import SteeringVector
+    from toolprior.steering.vector import SteeringVector
 
 
 @contextlib.contextmanager

@@ -13,12 +13,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.statistics import wilson_interval
+from toolprior.evals.statistics import wilson_interval
 from toolprior.figures import save_figure
 
 if TYPE_CHECKING:
-    from steering.consistency import CosineConsistency
-    from steering.sweep import SweepPoint, SweepResult
+    from toolprior.steering.consistency import CosineConsistency
+    from toolprior.steering.sweep import SweepPoint, SweepResult
 
 
 def _figure(*size: float) -> tuple[Any, Any]:

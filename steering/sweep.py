@@ -32,18 +32,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from evals.harness import HarnessConfig, evaluate
-from evals.scoring import score
-from steering.apply import steering_factory
-from steering.conditional import refuse_held_out
-from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.scoring import score
 from toolprior.modeling import decoder_layers
+from toolprior.steering.apply import steering_factory
+from toolprior.steering.conditional import refuse_held_out
+from toolprior.steering.vector import SteeringVector
 
 if TYPE_CHECKING:
-    from evals.harness import HarnessConfig
-    from steering.operators import Operator
     from toolprior.cases import Case
+    from toolprior.evals.harness import HarnessConfig
+    from toolprior.steering.operators import Operator
     from toolprior.verdict import Verdict
 
 CLARIFY, CALL_TOOL = "clarify", "call_tool"

@@ -40,16 +40,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_bytes
 
-from steering.apply import Steering, steer
 from toolprior.atomic import atomic_open, atomic_write_text
 from toolprior.chat_template import template_hash
 from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
 from toolprior.fingerprint import model_fingerprint
 from toolprior.modeling import decoder_layers
+from toolprior.steering.apply import Steering, steer
 
 if TYPE_CHECKING:
-    from steering.apply import Steering
+    from toolprior.steering.apply import Steering
 
 FORMAT = "toolprior.steering_vector"
 FORMAT_VERSION = 1

@@ -87,7 +87,7 @@ def one_thread():
 @contextlib.contextmanager
 def recorded(module):
     """Each forward pass's output of `module` (as the hooks registered before this one left it)."""
-    from probes.hook_points import first_tensor
+    from toolprior.probes.hook_points import first_tensor
 
     seen: list[torch.Tensor] = []
     handle = module.register_forward_hook(lambda m, a, o: seen.append(first_tensor(o).detach().clone()))

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from experiments.ablate import run_ablation
-from experiments.ablate_config import AblationConfig
 from tests.conftest import make_tiny_qwen3
 from toolprior.config import load_config
+from toolprior.experiments.ablate import run_ablation
+from toolprior.experiments.ablate_config import AblationConfig
 
 TINY_SFT = [
     "training.max_steps=2",
@@ -102,7 +102,7 @@ def test_an_action_mix_arm_trains_on_its_own_benchmark_and_is_scored_on_the_refe
 
 
 def test_arms_come_from_the_list_then_the_grid():
-    from experiments.ablate import arms
+    from toolprior.experiments.ablate import arms
 
     config = AblationConfig(arms={"recipe": []})
     assert arms(config) == {"recipe": []}  # no grid: no extra arm
@@ -130,8 +130,8 @@ def test_the_clarify_arc_trains_the_resolved_second_turn():
 
     from toolprior.actions import Action
     from toolprior.case_io import read_cases
-    from training.benchmark import BenchmarkConfig, write_benchmark
-    from training.sft import case_row
+    from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
+    from toolprior.training.sft import case_row
 
     with tempfile.TemporaryDirectory() as tmp:
         write_benchmark(Path(tmp), seed=7, config=BenchmarkConfig().replace(train_size=400, val_size=8, mine_size=8))

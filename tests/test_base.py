@@ -13,7 +13,15 @@ import pytest
 import torch
 
 from toolprior.output_format import render_turn
-from training.base import BaseConfig, _lr_at, build_base, corpus_cases, corpus_from_cases, format_primer, transcripts
+from toolprior.training.base import (
+    BaseConfig,
+    _lr_at,
+    build_base,
+    corpus_cases,
+    corpus_from_cases,
+    format_primer,
+    transcripts,
+)
 
 
 def test_warmup_stable_decay_schedule():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.bench import paired_times
+from toolprior.experiments.bench import paired_times
 
 
 def test_paired_times_alternates_and_returns_each_sides_median():

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from experiments.bench_gpu import SHAPES, run
+from toolprior.experiments.bench_gpu import SHAPES, run
 
 
 def test_tiny_shape_trains_nf4_lora_and_records_speed(tmp_path):

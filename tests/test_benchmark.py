@@ -15,13 +15,13 @@ from toolprior.case_io import read_case_files, read_cases, read_splits
 from toolprior.cases import Case
 from toolprior.cli import main as cli_main
 from toolprior.errors import InputError
-from training.benchmark import DEFAULT_MIX, BenchmarkConfig, parse_mix, qa, write_benchmark
-from training.benchmark.categories import CATEGORY_KINDS, KINDS
-from training.benchmark.domains import KNOWN_DOMAINS, NOVEL_DOMAINS
-from training.benchmark.draft import Registry
-from training.benchmark.kinds.base import KindContext
-from training.benchmark.phrasings import FRAMES_KNOWN
-from training.benchmark.thinks import CONCLUSIONS
+from toolprior.training.benchmark import DEFAULT_MIX, BenchmarkConfig, parse_mix, qa, write_benchmark
+from toolprior.training.benchmark.categories import CATEGORY_KINDS, KINDS
+from toolprior.training.benchmark.domains import KNOWN_DOMAINS, NOVEL_DOMAINS
+from toolprior.training.benchmark.draft import Registry
+from toolprior.training.benchmark.kinds.base import KindContext
+from toolprior.training.benchmark.phrasings import FRAMES_KNOWN
+from toolprior.training.benchmark.thinks import CONCLUSIONS
 
 FAMILY = {"train": "known", "val": "known", "mine": "known", "eval": "known", "eval_novel": "novel"}
 ID_RE = re.compile(r"\b[A-Z]{1,4}-\d{2,}\b")

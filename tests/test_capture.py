@@ -7,16 +7,16 @@ import json
 import pytest
 import torch
 
-from probes.activations import Activations
-from probes.backends.hooks_backend import recording
-from probes.batching import Batch, pad_left
-from probes.capture import capture, capture_cases, case_texts
-from probes.hook_points import HookPoint, all_hook_names, all_resid_post, hook_name, parse_hook_name, resolve
-from probes.positions import POSITION_RULES, MissingThinkError, compute_positions, think_token_ids
-from probes.store import ActivationStore, load_activations, read_sidecar
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.output_format import render_turn
+from toolprior.probes.activations import Activations
+from toolprior.probes.backends.hooks_backend import recording
+from toolprior.probes.batching import Batch, pad_left
+from toolprior.probes.capture import capture, capture_cases, case_texts
+from toolprior.probes.hook_points import HookPoint, all_hook_names, all_resid_post, hook_name, parse_hook_name, resolve
+from toolprior.probes.positions import POSITION_RULES, MissingThinkError, compute_positions, think_token_ids
+from toolprior.probes.store import ActivationStore, load_activations, read_sidecar
 
 ALL_KINDS = ("resid_post", "attn_out", "mlp_out", "z")
 TOOL = ToolSpec("verify_shipment", "Check a shipment.", {"type": "object", "properties": {"id": {"type": "string"}}})
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 def arch_model(arch: str, tokenizer):
     """The tiny random-weight model of `arch`, with the tokenizer's vocabulary."""
-    from training.tiny_configs import build_model, tiny_config
+    from toolprior.training.tiny_configs import build_model, tiny_config
 
     config = tiny_config(arch)
     config.vocab_size = len(tokenizer)
@@ -95,7 +95,7 @@ def test_all_resid_post_and_forward_order(tiny_model):
 
 
 def test_resolve_names_the_modules(tiny_tokenizer):
-    from training.tiny_configs import tiny_model
+    from toolprior.training.tiny_configs import tiny_model
 
     llama = tiny_model("llama", device="meta")
     block = llama.model.layers[1]

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.capture import capture, capture_cases
-from probes.hook_points import all_hook_names
 from tests.test_capture import ALL_KINDS, arch_model, hook_count, make_cases
+from toolprior.probes.capture import capture, capture_cases
+from toolprior.probes.hook_points import all_hook_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments.ablate_config import AblationConfig
-from experiments.study_config import StudyConfig
-from probes.experiment import ProbeExperimentConfig
 from toolprior.cli import main
 from toolprior.config import check, load_config, shipped_configs_dir
 from toolprior.errors import InputError
-from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
-from training.run_configs import SFTRunConfig
+from toolprior.experiments.ablate_config import AblationConfig
+from toolprior.experiments.study_config import StudyConfig
+from toolprior.probes.experiment import ProbeExperimentConfig
+from toolprior.training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
+from toolprior.training.run_configs import SFTRunConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

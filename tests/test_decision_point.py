@@ -9,20 +9,20 @@ import random
 import pytest
 import torch
 
-from evals.generation import generate
-from probes.capture import case_texts
-from probes.logit_lens import logit_lens
-from probes.positions import MissingThinkError, compute_positions
-from probes.twins import metric_token_ids, twin_text
-from steering.apply import Steering, steer, steering_factory
-from steering.vector import SteeringVector
 from tests.conftest import make_tiny_qwen3, recorded
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import DecisionTokens, decision_tokens
+from toolprior.evals.generation import generate
 from toolprior.generation_batch import GenerationBatch
 from toolprior.modeling import decoder_layers
+from toolprior.probes.capture import case_texts
+from toolprior.probes.logit_lens import logit_lens
+from toolprior.probes.positions import MissingThinkError, compute_positions
+from toolprior.probes.twins import metric_token_ids, twin_text
+from toolprior.steering.apply import Steering, steer, steering_factory
+from toolprior.steering.vector import SteeringVector
 from toolprior.tokenizer import action_tag_token_ids, train_tokenizer
 
 VERIFY = ToolSpec(

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from experiments.llamacpp_agreement import action_token_ids, decision_inputs, read_thinks
 from toolprior.case_validation import case_from_dict
 from toolprior.decision_point import decision_tokens
+from toolprior.experiments.llamacpp_agreement import action_token_ids, decision_inputs, read_thinks
 from toolprior.modeling import load_tokenizer
 
 CASE = {
@@ -65,7 +65,7 @@ def test_inputs_end_at_the_decision_position_with_the_own_think_or_the_gold_one(
     reason="vLLM and vllm-lens are installed here",
 )
 def test_vllm_script_says_in_one_line_that_vllm_is_missing(tmp_path, capsys):
-    from experiments.vllm_steering import main
+    from toolprior.experiments.vllm_steering import main
 
     out = tmp_path / "out"
     code = main(["--model", str(tmp_path), "--vector", "v.safetensors", "--cases", "c.jsonl", "--out", str(out)])

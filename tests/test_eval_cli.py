@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 
 def test_eval_cli_writes_the_report_contract(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 pytestmark = pytest.mark.slow
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from evals.external_metrics import (
+from toolprior.actions import Action
+from toolprior.cases import Case, Message, ToolSpec
+from toolprior.evals.external_metrics import (
     external_group,
     external_metrics,
     has_call,
     when2call_label,
     when2call_metrics,
 )
-from toolprior.actions import Action
-from toolprior.cases import Case, Message, ToolSpec
 from toolprior.verdict import Verdict
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

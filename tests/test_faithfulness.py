@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evals.faithfulness import (
+from toolprior.actions import ACTION_NAMES, Action
+from toolprior.cases import Case, Message, ToolSpec
+from toolprior.evals.faithfulness import (
     CONCLUSIONS,
     FLIP_TARGET,
     continuation_prefix,
@@ -13,9 +15,7 @@ from evals.faithfulness import (
     flip_think,
     truncate_think,
 )
-from evals.forensics import RuleThinkJudge
-from toolprior.actions import ACTION_NAMES, Action
-from toolprior.cases import Case, Message, ToolSpec
+from toolprior.evals.forensics import RuleThinkJudge
 from toolprior.verdict import Verdict
 
 CLARIFY_THINK = (

@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-from evals.forensics import (
+from toolprior.actions import ACTION_NAMES, Action
+from toolprior.cases import Case, Message, ToolCall, ToolSpec
+from toolprior.evals.forensics import (
     MODEL_JUDGE_OPTIONS,
     ModelThinkJudge,
     RuleThinkJudge,
@@ -19,8 +21,6 @@ from evals.forensics import (
     mismatch_table,
     split_sentences,
 )
-from toolprior.actions import ACTION_NAMES, Action
-from toolprior.cases import Case, Message, ToolCall, ToolSpec
 from toolprior.verdict import Verdict
 
 # The case study's clarification_loop_0001 think, verbatim.

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steering import vector_from_pairs
 from toolprior.modeling import decoder_layers
+from toolprior.steering import vector_from_pairs
 
 PAIRS = [
     ("Which of your two accounts do you mean, the savings or the checking one?", "Calling lookup_account."),

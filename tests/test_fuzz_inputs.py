@@ -19,18 +19,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.ablate_config import AblationConfig
-from experiments.study_config import StudyConfig
-from probes.experiment import ProbeExperimentConfig
 from toolprior.case_io import read_cases
 from toolprior.config import load_config
 from toolprior.errors import InputError
+from toolprior.experiments.ablate_config import AblationConfig
+from toolprior.experiments.study_config import StudyConfig
 from toolprior.importers import import_bfcl, import_when2call
+from toolprior.probes.experiment import ProbeExperimentConfig
+from toolprior.training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
+from toolprior.training.base import BaseConfig
+from toolprior.training.pairs import read_pairs
+from toolprior.training.run_configs import SFTRunConfig
 from toolprior.verdict import read_verdicts
-from training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig
-from training.base import BaseConfig
-from training.pairs import read_pairs
-from training.run_configs import SFTRunConfig
 
 CONFIGS: list[type] = [
     StudyConfig,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 
-from evals.generation import generate
+from toolprior.evals.generation import generate
 from toolprior.generation_batch import GenerationBatch
 
 PROMPTS = [
@@ -44,7 +44,7 @@ def test_steering_context_sees_each_rows_padding(tiny_model, tiny_tokenizer):
 
 
 def test_batches_keep_the_copies_of_a_prompt_together():
-    from evals.generation import _batches
+    from toolprior.evals.generation import _batches
 
     prompts = ["a", "a", "a", "b", "b", "b", "c", "c", "c", "d"]
     order = list(range(len(prompts)))

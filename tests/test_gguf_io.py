@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from steering.apply import steer
-from steering.gguf_io import export_gguf, import_gguf
-from steering.vector import SteeringVector, vector_meta
 from toolprior.cli import main
 from toolprior.errors import InputError
+from toolprior.steering.apply import steer
+from toolprior.steering.gguf_io import export_gguf, import_gguf
+from toolprior.steering.vector import SteeringVector, vector_meta
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 import torch
 
-from steering.apply import steer
-from steering.gguf_io import export_gguf
-from steering.llamacpp import LlamaCpp, LlamaCppUnavailable
-from steering.vector import SteeringVector
 from tests.test_gguf_io import REPENG_FILE, make_tiny_llama
+from toolprior.steering.apply import steer
+from toolprior.steering.gguf_io import export_gguf
+from toolprior.steering.llamacpp import LlamaCpp, LlamaCppUnavailable
+from toolprior.steering.vector import SteeringVector
 
 bindings = pytest.importorskip("llama_cpp_py_sync._cffi_bindings", reason="no prebuilt llama.cpp bindings here")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,7 +149,7 @@ def test_our_gguf_in_llama_cpp_matches_steer(tmp_path, pair, strength):
 
 
 def test_repeng_file_in_llama_cpp_matches_steer_of_its_import(pair):
-    from steering.gguf_io import import_gguf
+    from toolprior.steering.gguf_io import import_gguf
 
     model, cpp = pair
     cpp.load_control_vector(REPENG_FILE, 0.5)

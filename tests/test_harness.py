@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
-from evals.harness import HarnessConfig, evaluate
-from evals.simulator import ToolSimulator
 from tests.conftest import make_tiny_qwen3
 from toolprior.actions import TOOL_MODES, Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
+from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.simulator import ToolSimulator
 
 # Short names keep the taught sequences short, so a 2-layer model learns them in seconds.
 VERIFY = ToolSpec(

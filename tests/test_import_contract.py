@@ -23,8 +23,28 @@ DATA_TABLES = ("training/benchmark/domains/", "training/benchmark/kinds/", "trai
 MAX_LINES = 500
 
 
+LAYER_FOLDERS = PACKAGES[1:]  # imported as toolprior.<folder> through the links toolprior/<folder>
+
+
 def sources() -> list[Path]:
-    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+    """Every source file once (toolprior/<folder> links to a folder that is also listed)."""
+    return sorted({p.resolve() for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")})
+
+
+def test_the_layer_folders_are_imported_under_toolprior_only():
+    """`import probes` (not `toolprior.probes`) would load a second copy of every module, with classes that are not
+    the first copy's; an installed toolprior has no such top-level name at all."""
+    for folder in LAYER_FOLDERS:
+        link = ROOT / "toolprior" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), f"toolprior/{folder} -> ../{folder}"
+    bare = []
+    for path in [*sources(), *sorted((ROOT / "tests").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in LAYER_FOLDERS]
+    assert not bare, "import these as toolprior.<folder>:\n" + "\n".join(bare)
 
 
 def test_import_contract_holds():

@@ -289,8 +289,8 @@ HAND_CHECKED: list[tuple[str, str, list[tuple[str, dict[str, Any]]], bool]] = [
 def test_bfcl_calls_are_scored_against_every_allowed_value(
     name: str, rid: str, calls: list[tuple[str, dict[str, Any]]], right: bool
 ) -> None:
-    from evals.external_metrics import external_metrics
-    from evals.verdicts import judge, verdict_for
+    from toolprior.evals.external_metrics import external_metrics
+    from toolprior.evals.verdicts import judge, verdict_for
 
     case = next(c for c in import_bfcl(BFCL / name) if c.id == f"bfcl_{rid}")
     parsed = _parsed(*calls)

@@ -100,7 +100,7 @@ def _same_files(a: Path, b: Path, pattern: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from training.benchmark import BenchmarkConfig, write_benchmark
+    from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
     folder = tmp_path_factory.mktemp("kill_resume") / "data"
     write_benchmark(folder, seed=3, config=BenchmarkConfig().replace(**TINY_DATA))
@@ -112,8 +112,8 @@ def _sft_settings(data: Path) -> list[str]:
 
 
 def _train_in_process(out: Path, settings: list[str]) -> Any:
-    from training.run_configs import SFTRunConfig
-    from training.sft import train_sft
+    from toolprior.training.run_configs import SFTRunConfig
+    from toolprior.training.sft import train_sft
 
     return train_sft(load_config(SFTRunConfig, SFT_CONFIG, overrides=[*settings, f"output_dir={out}"]), progress=False)
 
@@ -195,8 +195,8 @@ def _study_config(tmp_path: Path, name: str) -> Path:
 
 @pytest.mark.slow
 def test_study_killed_inside_an_eval_stage_resumes_to_the_same_report(tmp_path):
-    from experiments.study import run_study
-    from experiments.study_config import StudyConfig
+    from toolprior.experiments.study import run_study
+    from toolprior.experiments.study_config import StudyConfig
 
     reference = _study_config(tmp_path, "reference")
     run_study(load_config(StudyConfig, reference, check_files=True), progress=False)
@@ -238,8 +238,8 @@ def _ablation_config(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_ablation_killed_while_writing_its_benchmark_then_its_results_resumes_to_the_same_results(tmp_path):
-    from experiments.ablate import run_ablation
-    from experiments.ablate_config import AblationConfig
+    from toolprior.experiments.ablate import run_ablation
+    from toolprior.experiments.ablate_config import AblationConfig
 
     config = _ablation_config(tmp_path)
     reference_dir = tmp_path / "reference"
@@ -286,7 +286,7 @@ def test_a_run_that_had_ended_is_finished_not_trained_further(tmp_path):
     same schedule; a rerun asking for more steps or epochs trains on from it."""
     from types import SimpleNamespace
 
-    from training.checkpoints import stopped_at
+    from toolprior.training.checkpoints import stopped_at
 
     def checkpoint(step: int, planned: int, stop: bool, epochs: float = 1.0) -> Path:
         folder = tmp_path / f"checkpoint-{step}-{planned}-{stop}"

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.llamacpp_agreement import (
+from toolprior.case_validation import case_from_dict
+from toolprior.experiments.llamacpp_agreement import (
     CONVERTER_ENV,
     action_token_ids,
     convert_to_gguf,
@@ -27,10 +28,9 @@ from experiments.llamacpp_agreement import (
     hf_decision_logits,
     load_organism,
 )
-from steering.gguf_io import export_gguf
-from steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
-from steering.vector import SteeringVector
-from toolprior.case_validation import case_from_dict
+from toolprior.steering.gguf_io import export_gguf
+from toolprior.steering.llamacpp import LlamaCpp, LlamaCppUnavailable, load_library
+from toolprior.steering.vector import SteeringVector
 
 pytest.importorskip("llama_cpp_py_sync._cffi_bindings", reason="no prebuilt llama.cpp bindings here")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]

@@ -136,7 +136,7 @@ def test_decision_point_on_the_organism_is_the_think_close_token(smol_tokenizer)
 def test_the_format_tags_rows_train_and_no_other_embedding_row_changes(smollm2_folder, smol_tokenizer):
     from peft import get_peft_model
 
-    from training import LoraSection, expose_head_bias, lora_config
+    from toolprior.training import LoraSection, expose_head_bias, lora_config
 
     torch.manual_seed(0)
     model = load_model(smollm2_folder, dtype="float32", device="cpu")
@@ -163,7 +163,7 @@ def test_the_format_tags_rows_train_and_no_other_embedding_row_changes(smollm2_f
 
 
 def test_short_batched_generation_with_left_padding_matches_one_by_one(smollm2_folder, smol_tokenizer):
-    from evals.generation import generate
+    from toolprior.evals.generation import generate
 
     model = load_model(smollm2_folder, dtype="float32", device="cpu")
     assert len(decoder_layers(model)) == 30

@@ -11,7 +11,8 @@ import shutil
 import pytest
 import torch
 
-from experiments.organism_adapter import (
+from toolprior.errors import InputError
+from toolprior.experiments.organism_adapter import (
     ORGANISM_DIR,
     SIDECAR,
     config_hash,
@@ -22,8 +23,7 @@ from experiments.organism_adapter import (
     read_sidecar,
     verify,
 )
-from toolprior.errors import InputError
-from training.benchmark import write_benchmark
+from toolprior.training.benchmark import write_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

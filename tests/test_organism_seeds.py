@@ -1,6 +1,6 @@
 """The organism table over seeds: mean ± sd per action, the clarify failure mode, tool accuracies."""
 
-from experiments.organism_seeds import render
+from toolprior.experiments.organism_seeds import render
 
 
 def _method(call: float, clarify: float, name_acc: float) -> dict:

@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from evals.verdicts import verdict_for
 from toolprior.actions import Action
 from toolprior.case_io import read_cases, write_cases
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.cli import main as cli_main
 from toolprior.errors import InputError
+from toolprior.evals.verdicts import verdict_for
 from toolprior.output_format import parse_turn, render_turn
-from toolprior.verdict import Verdict, write_verdicts
-from training.pair_mining import mine_pairs
-from training.pairs import (
+from toolprior.training.pair_mining import mine_pairs
+from toolprior.training.pairs import (
     COUNT_KEYS,
     GOLD,
     OWN_THINK,
@@ -27,6 +26,7 @@ from training.pairs import (
     read_pairs,
     write_pairs,
 )
+from toolprior.verdict import Verdict, write_verdicts
 
 TOOL = ToolSpec(
     "verify_shipment_receipt",
@@ -261,7 +261,7 @@ def test_read_pairs_names_file_line_and_field(tmp_path):
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory) -> Path:
-    from training.benchmark import BenchmarkConfig, write_benchmark
+    from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
     out = tmp_path_factory.mktemp("bench")
     config = BenchmarkConfig().replace(

@@ -8,15 +8,15 @@ import math
 import pytest
 import torch
 
-from probes.attribution import attribution_patching
-from probes.logit_lens import final_norm, logit_lens, unembed
-from probes.patch_engine import Patch
-from probes.patching import patch_heads, patch_metric, patch_resid
-from probes.patching_compare import compare_patching
-from probes.twins import TwinPair, pair_cases, twin_pairs
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.modeling import decoder_layers
+from toolprior.probes.attribution import attribution_patching
+from toolprior.probes.logit_lens import final_norm, logit_lens, unembed
+from toolprior.probes.patch_engine import Patch
+from toolprior.probes.patching import patch_heads, patch_metric, patch_resid
+from toolprior.probes.patching_compare import compare_patching
+from toolprior.probes.twins import TwinPair, pair_cases, twin_pairs
 
 ARCHS = ("llama", "qwen3", "qwen3_5", "gemma4")
 TOOL = ToolSpec("verify_shipment", "Check a shipment.", {"type": "object", "properties": {"id": {"type": "string"}}})
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 def arch_model(arch: str, tokenizer):
     """The tiny random-weight model of `arch` with the tokenizer's vocabulary (Gemma: with final logit soft-capping,
     so the lens must apply it)."""
-    from training.tiny_configs import build_model, tiny_config
+    from toolprior.training.tiny_configs import build_model, tiny_config
 
     config = tiny_config(arch)
     config.vocab_size = len(tokenizer)
@@ -203,8 +203,8 @@ def test_attribution_and_exact_patching_give_comparable_rankings(model, tiny_tok
 
 
 def test_hooks_come_out_when_patching_fails(built, tiny_tokenizer):
-    from probes.patch_engine import encode_rows, patched_metric, record_run
-    from probes.twins import metric_token_ids
+    from toolprior.probes.patch_engine import encode_rows, patched_metric, record_run
+    from toolprior.probes.twins import metric_token_ids
 
     model = built.get("qwen3") or arch_model("qwen3", tiny_tokenizer)
     pair = equal_length_pair(tiny_tokenizer)

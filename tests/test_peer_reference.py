@@ -31,12 +31,12 @@ import pytest
 import steering_vectors
 import torch
 
-from experiments.bench import import_repeng, repeng_control
-from probes.batching import pad_left
-from steering.apply import steer
-from steering.vector import SteeringVector
 from tests.conftest import make_tiny_qwen3, recorded
+from toolprior.experiments.bench import import_repeng, repeng_control
 from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import pad_left
+from toolprior.steering.apply import steer
+from toolprior.steering.vector import SteeringVector
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -17,10 +17,10 @@ from peft import LoraConfig, get_peft_model
 from toolprior.cli import main as cli_main
 from toolprior.commands.train import parse_targets
 from toolprior.errors import InputError
-from training.linear_inventory import linear_inventory
-from training.preflight import peft_trainable_count, preflight
-from training.preflight_report import PreflightError, check_or_raise
-from training.tiny_configs import TINY_ARCHS, build_model, full_size_config, tiny_model
+from toolprior.training.linear_inventory import linear_inventory
+from toolprior.training.preflight import peft_trainable_count, preflight
+from toolprior.training.preflight_report import PreflightError, check_or_raise
+from toolprior.training.tiny_configs import TINY_ARCHS, build_model, full_size_config, tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -262,7 +262,7 @@ def test_cli_force_and_all_linear_exit_0(capsys):
 
 
 def test_cli_local_checkpoint_config_only(tmp_path, capsys):
-    from training.tiny_configs import tiny_config
+    from toolprior.training.tiny_configs import tiny_config
 
     tiny_config("qwen3_5").save_pretrained(tmp_path)  # config.json only, no weights
     assert cli_main(["preflight", str(tmp_path), "--target-modules", "all-linear", "--r", "16"]) == 0

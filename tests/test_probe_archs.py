@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from probes.capture import capture_cases
-from probes.hook_points import all_resid_post
-from probes.layer_curve import fit_layer_curve
 from tests.test_capture import TOOL, arch_model
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall
+from toolprior.probes.capture import capture_cases
+from toolprior.probes.hook_points import all_resid_post
+from toolprior.probes.layer_curve import fit_layer_curve
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from probes.baseline import random_twin
-from probes.experiment import ProbeExperimentConfig
-from probes.experiment_run import run_probe_experiment
-from probes.linear_probe import ProbeWeights
 from toolprior.cli import main
 from toolprior.config import load_config
 from toolprior.errors import InputError
+from toolprior.probes.baseline import random_twin
+from toolprior.probes.experiment import ProbeExperimentConfig
+from toolprior.probes.experiment_run import run_probe_experiment
+from toolprior.probes.linear_probe import ProbeWeights
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +30,7 @@ def agent(tmp_path_factory, tiny_tokenizer):
     from peft import LoraConfig, get_peft_model
 
     from tests.conftest import make_tiny_qwen3
-    from training.benchmark import BenchmarkConfig, write_benchmark
+    from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
     root = tmp_path_factory.mktemp("probe_agent")
     model = make_tiny_qwen3(tiny_tokenizer, seed=3)

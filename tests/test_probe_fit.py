@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from probes.activations import Activations
-from probes.controls import permuted_fold_labels, template_control_labels
-from probes.cross_validation import cross_validate
-from probes.fit import calibrate_threshold, fit_probe
-from probes.folds import BINARY_CLASSES, grouped_folds, stratified_folds
-from probes.layer_curve import LayerCurve, fit_layer_curve
-from probes.linear_probe import ProbeWeights
-from probes.report import json_safe, merge_probe_block, plot_layer_curve, probe_block
 from toolprior.actions import ACTION_NAMES
 from toolprior.fingerprint import Fingerprint
+from toolprior.probes.activations import Activations
+from toolprior.probes.controls import permuted_fold_labels, template_control_labels
+from toolprior.probes.cross_validation import cross_validate
+from toolprior.probes.fit import calibrate_threshold, fit_probe
+from toolprior.probes.folds import BINARY_CLASSES, grouped_folds, stratified_folds
+from toolprior.probes.layer_curve import LayerCurve, fit_layer_curve
+from toolprior.probes.linear_probe import ProbeWeights
+from toolprior.probes.report import json_safe, merge_probe_block, plot_layer_curve, probe_block
 
 PLANTED = 2
 D = 24

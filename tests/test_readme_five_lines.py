@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from steering import SteeringVector
+from toolprior.steering import SteeringVector
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from evals.plots import plot_confusion, plot_methods_per_action, plot_per_action, plot_per_category
-from evals.scoring import score, score_by_split
-from evals.verdicts import judge, values_match, verdict_for
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.errors import InputError
+from toolprior.evals.plots import plot_confusion, plot_methods_per_action, plot_per_action, plot_per_category
+from toolprior.evals.scoring import score, score_by_split
+from toolprior.evals.verdicts import judge, values_match, verdict_for
 from toolprior.output_format import parse_turn
 from toolprior.verdict import Verdict, read_verdicts, write_verdicts
 

@@ -9,10 +9,10 @@ import pytest
 from tests.conftest import make_tiny_qwen3
 from toolprior.case_io import read_cases
 from toolprior.config import load_config
-from training.benchmark import BenchmarkConfig, write_benchmark
-from training.lora import lora_config
-from training.run_configs import SFTRunConfig
-from training.sft import case_row, sft_config
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training.lora import lora_config
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sft import case_row, sft_config
 
 SMALL = BenchmarkConfig().replace(
     train_size=24, val_size=6, mine_size=6, eval_per_category=1, eval_novel_per_category=1
@@ -113,7 +113,7 @@ def test_full_loss_labels_every_token(world, tiny_tokenizer, tmp_path):
 
 
 def test_resume_skips_a_checkpoint_cut_short_by_a_kill(tmp_path):
-    from training.checkpoints import last_complete_checkpoint
+    from toolprior.training.checkpoints import last_complete_checkpoint
 
     assert last_complete_checkpoint(tmp_path / "missing") is None
     for step in (2, 4, 6):
@@ -134,7 +134,7 @@ def test_labelled_positions_loss_equals_trls_fused_loss_on_a_padded_batch(world,
     from trl import SFTTrainer
 
     from toolprior.modeling import load_model
-    from training.labelled_loss import labelled_positions_trainer
+    from toolprior.training.labelled_loss import labelled_positions_trainer
 
     config = config_for(world, tmp_path / "run")
     rows = [case_row(c) for c in read_cases(world / "data" / "train.jsonl")[:3]]

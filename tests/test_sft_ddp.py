@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_tiny_qwen3
-from training.benchmark import BenchmarkConfig, write_benchmark
+from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 pytestmark = pytest.mark.slow
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from evals.global_attention import supports_shared_prefix
-from evals.shared_prefill import left_padded_position_ids, shared_prefill
-from evals.shared_prefix_attention import (
+from toolprior.evals.global_attention import supports_shared_prefix
+from toolprior.evals.shared_prefill import left_padded_position_ids, shared_prefill
+from toolprior.evals.shared_prefix_attention import (
     SharedPrefixLayer,
     attending_shared_prefix,
     group_size,
 )
-from training.tiny_configs import tiny_model
+from toolprior.training.tiny_configs import tiny_model
 
 
 def _batch(vocab: int, lengths: list[int], copies: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from toolprior.cli import main as cli_main
 from toolprior.config import load_config
 from toolprior.errors import InputError
 from toolprior.output_format import render_turn
-from training import (
+from toolprior.training import (
     AdvSFTRunConfig,
     DPORunConfig,
     SimPORunConfig,
@@ -34,8 +34,8 @@ from training import (
     train_dpo,
     train_simpo,
 )
-from training.pair_mining import mine_pairs
-from training.pairs import read_pairs, write_pairs
+from toolprior.training.pair_mining import mine_pairs
+from toolprior.training.pairs import read_pairs, write_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     from peft import LoraConfig, get_peft_model
 
     from toolprior.tokenizer import train_tokenizer
-    from training.benchmark import BenchmarkConfig, write_benchmark
+    from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
     root = tmp_path_factory.mktemp("world")
     config = BenchmarkConfig().replace(

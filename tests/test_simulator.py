@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from evals.simulator import FALLBACK_REPLY, INJECTION_MARKER, SimulatedUser, ToolSimulator, mode_for
 from toolprior.actions import TOOL_MODES, Action
 from toolprior.cases import Case, Message, ToolCall, ToolSpec
+from toolprior.evals.simulator import FALLBACK_REPLY, INJECTION_MARKER, SimulatedUser, ToolSimulator, mode_for
 
 VERIFY = ToolSpec(
     name="verify_shipment_receipt",

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from evals.statistics import bootstrap_ci, mcnemar, mean_sd, paired_bootstrap_diff, wilson_interval
+from toolprior.evals.statistics import bootstrap_ci, mcnemar, mean_sd, paired_bootstrap_diff, wilson_interval
 
 Z = 1.959963984540054
 

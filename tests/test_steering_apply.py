@@ -8,15 +8,15 @@ import functools
 import pytest
 import torch
 
-from evals import fork_at_decision, generation, shared_prefill
-from evals.generation import generate
-from steering.apply import steer, steering_factory
-from steering.vector import SteeringVector
 from tests.conftest import make_tiny_qwen3, recorded
 from toolprior.actions import Action
 from toolprior.cases import Case, GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.chat_template import gold_chat, render_prompt
+from toolprior.evals import fork_at_decision, generation, shared_prefill
+from toolprior.evals.generation import generate
 from toolprior.modeling import decoder_layers
+from toolprior.steering.apply import steer, steering_factory
+from toolprior.steering.vector import SteeringVector
 
 VERIFY = ToolSpec(
     name="verify",
@@ -310,7 +310,7 @@ def test_a_new_operator_is_just_a_function(agent, tiny_tokenizer):
 
 @pytest.mark.parametrize("positions", ["all", "from_decision"])
 def test_nnsight_path_agrees_with_the_hooks_path(agent, tiny_tokenizer, positions):
-    from steering.nnsight_apply import nnsight_forward, nnsight_generate
+    from toolprior.steering.nnsight_apply import nnsight_forward, nnsight_generate
 
     texts = prompts(tiny_tokenizer)
     enc = tiny_tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
@@ -346,8 +346,8 @@ def test_nnsight_path_agrees_with_the_hooks_path(agent, tiny_tokenizer, position
 
 
 def test_conditional_steering_steers_only_rows_the_probe_flags(agent, tiny_tokenizer):
-    from probes.fit import fit_probe
-    from steering.conditional import ConditionalSteering, prompt_end_features
+    from toolprior.probes.fit import fit_probe
+    from toolprior.steering.conditional import ConditionalSteering, prompt_end_features
 
     texts = prompts(tiny_tokenizer)[:3]
     enc = tiny_tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
@@ -365,8 +365,8 @@ def test_conditional_steering_steers_only_rows_the_probe_flags(agent, tiny_token
 
 
 def test_fit_conditional_refuses_eval_cases(agent, tiny_tokenizer):
-    from steering.conditional import fit_conditional
     from toolprior.errors import InputError
+    from toolprior.steering.conditional import fit_conditional
 
     held_out = [make_case("e1", TWO, "check the shipment", Action.CLARIFY, "x", Action.CLARIFY, split="eval")]
     with pytest.raises(InputError, match="eval"):
@@ -376,7 +376,7 @@ def test_fit_conditional_refuses_eval_cases(agent, tiny_tokenizer):
 
 
 def test_fit_conditional_chooses_its_threshold_on_mine(agent, tiny_tokenizer):
-    from steering.conditional import fit_conditional
+    from toolprior.steering.conditional import fit_conditional
 
     gate = fit_conditional(
         agent, tiny_tokenizer, random_vector(), layer=1, alpha=2.0, train_cases=TAUGHT, mine_cases=TAUGHT
@@ -438,7 +438,7 @@ def _check_model(model, d: int, layers=(0, 1)) -> None:
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3", "qwen3_5", "gemma4"])
 def test_steering_works_on_each_architecture(arch):
-    from training.tiny_configs import tiny_model
+    from toolprior.training.tiny_configs import tiny_model
 
     _check_model(tiny_model(arch), d=64)
 
@@ -447,7 +447,7 @@ def test_steering_works_on_a_4bit_peft_model(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from training.tiny_configs import tiny_model
+    from toolprior.training.tiny_configs import tiny_model
 
     tiny_model("llama").save_pretrained(tmp_path / "base")
     quant = BitsAndBytesConfig(

@@ -8,10 +8,10 @@ import shutil
 import pytest
 import torch
 
-from steering.vector import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, SteeringVector, vector_meta
 from tests.test_gguf_io import make_tiny_llama
 from toolprior.cli import main
 from toolprior.errors import InputError
+from toolprior.steering.vector import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, SteeringVector, vector_meta
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,9 +9,11 @@ import json
 import pytest
 import torch
 
-from evals.harness import HarnessConfig
-from steering.compute import compute_from_cases
-from steering.sweep import (
+from tests.test_steering_apply import TAUGHT, taught_agent
+from toolprior.errors import InputError
+from toolprior.evals.harness import HarnessConfig
+from toolprior.steering.compute import compute_from_cases
+from toolprior.steering.sweep import (
     SweepPoint,
     SweepResult,
     choose,
@@ -21,9 +23,7 @@ from steering.sweep import (
     sweep,
     symmetric_alphas,
 )
-from steering.vector import SteeringVector
-from tests.test_steering_apply import TAUGHT, taught_agent
-from toolprior.errors import InputError
+from toolprior.steering.vector import SteeringVector
 
 CONFIG = HarnessConfig(max_new_tokens=112, max_turns=1)
 
@@ -147,8 +147,8 @@ def test_controls_score_the_vector_next_to_random_directions_and_another_layer(a
 
 
 def test_plots_are_written(tmp_path, result, vector, agent, tiny_tokenizer):
-    from steering.consistency import cosine_consistency
-    from steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
+    from toolprior.steering.consistency import cosine_consistency
+    from toolprior.steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
 
     paths = [
         plot_dose_response(result, 1, tmp_path / "dose.png"),
@@ -163,8 +163,8 @@ def test_plots_are_written(tmp_path, result, vector, agent, tiny_tokenizer):
 
 
 def test_guardrail_forces_clarify_when_the_think_says_ask(agent, tiny_tokenizer):
-    from evals.harness import evaluate
-    from steering.guardrail import guardrail_evaluate
+    from toolprior.evals.harness import evaluate
+    from toolprior.steering.guardrail import guardrail_evaluate
 
     plain = evaluate(agent, tiny_tokenizer, TAUGHT, config=CONFIG, progress=False)
     guarded = guardrail_evaluate(agent, tiny_tokenizer, TAUGHT, CONFIG)
@@ -181,7 +181,7 @@ def test_guardrail_forces_clarify_when_the_think_says_ask(agent, tiny_tokenizer)
 
 
 def test_guardrail_leaves_turns_without_a_think_alone(agent, tiny_tokenizer):
-    from steering.guardrail import guard_outputs
+    from toolprior.steering.guardrail import guard_outputs
 
     outputs = ["<tool_call>{}</tool_call>", "<think>I need to clarify which one.</think><tool_call>{}</tool_call>"]
     guarded = guard_outputs(agent, tiny_tokenizer, TAUGHT[:2], outputs, max_new_tokens=16)
@@ -313,7 +313,7 @@ def test_eval_refuses_a_vector_of_another_model(agent_folder, tiny_tokenizer, ca
 
 
 def test_steer_example_runs_on_a_tiny_agent(agent_folder):
-    from experiments.steer_example import run
+    from toolprior.experiments.steer_example import run
     from toolprior.modeling import load_model, load_tokenizer
 
     # The vector must be computed on the model as the example loads it (same folder: same fingerprint).
@@ -334,7 +334,7 @@ def test_readme_shows_the_steering_example_as_it_is():
     import textwrap
     from pathlib import Path
 
-    from experiments.steer_example import run
+    from toolprior.experiments.steer_example import run
 
     root = Path(__file__).resolve().parents[1]
     body = textwrap.dedent(inspect.getsource(run).split('"""', 2)[2])

@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from steering.compute import (
+from tests.conftest import make_tiny_qwen3
+from toolprior.errors import InputError
+from toolprior.steering.compute import (
     class_groups,
     compute_from_cases,
     compute_vector,
@@ -16,10 +18,8 @@ from steering.compute import (
     probe_weights,
     twin_pairs,
 )
-from steering.consistency import cosine_consistency
-from steering.vector import SteeringVector, sidecar_path, vector_meta
-from tests.conftest import make_tiny_qwen3
-from toolprior.errors import InputError
+from toolprior.steering.consistency import cosine_consistency
+from toolprior.steering.vector import SteeringVector, sidecar_path, vector_meta
 
 
 def vec(values) -> torch.Tensor:
@@ -214,8 +214,8 @@ def test_cosine_consistency():
 
 
 def test_vectors_from_captured_twins_and_classes(model, tiny_tokenizer):
-    from probes.capture import capture_cases
     from tests.test_steering_apply import TAUGHT
+    from toolprior.probes.capture import capture_cases
 
     acts = capture_cases(
         model, tiny_tokenizer, TAUGHT, ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], "decision"

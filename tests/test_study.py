@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.study import run_study
-from experiments.study_config import StudyConfig
 from tests.conftest import make_tiny_qwen3
 from toolprior.config import load_config
+from toolprior.experiments.study import run_study
+from toolprior.experiments.study_config import StudyConfig
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments.organism_adapter import ORGANISM_DIR
-from experiments.study import Study
-from experiments.study_config import StudyConfig
 from toolprior.config import load_config
 from toolprior.errors import InputError
-from training.tiny_configs import tiny_model
+from toolprior.experiments.organism_adapter import ORGANISM_DIR
+from toolprior.experiments.study import Study
+from toolprior.experiments.study_config import StudyConfig
+from toolprior.training.tiny_configs import tiny_model
 
 
 @pytest.mark.parametrize("organism", ["", "_tiny"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evals.continuation_logprob import continuation_logprobs
-from evals.when2call_logprob import candidate_blocks, choose_candidates, when2call_logprob
 from toolprior.chat_template import render_prompt
+from toolprior.evals.continuation_logprob import continuation_logprobs
+from toolprior.evals.when2call_logprob import candidate_blocks, choose_candidates, when2call_logprob
 from toolprior.importers.when2call import import_when2call
 from toolprior.output_format import parse_turn
 

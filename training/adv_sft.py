@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from training.pairs import Pair
-from training.preference import PreferenceResult, run_preference, use_cpu_for
-from training.run_configs import AdvSFTRunConfig, SFTRunConfig
-from training.sections import ModelSection
-from training.sft import sft_config
+from toolprior.training.pairs import Pair
+from toolprior.training.preference import PreferenceResult, run_preference, use_cpu_for
+from toolprior.training.run_configs import AdvSFTRunConfig, SFTRunConfig
+from toolprior.training.sections import ModelSection
+from toolprior.training.sft import sft_config
 
 
 def chosen_sft_row(pair: Pair, tokenizer: Any = None) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from toolprior.config import check, known
 from toolprior.modeling import parse_dtype
 from toolprior.output_format import render_turn
 from toolprior.tokenizer import train_tokenizer
-from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+from toolprior.training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
 
 # The decoder architectures the tiny base can be built as (model_config).
 BASE_ARCHS: tuple[str, ...] = ("qwen3", "llama")

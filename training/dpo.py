@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.preference import (
+from toolprior.training.preference import (
     PreferenceResult,
     bad_setting,
     build_trl_config,
@@ -27,7 +27,7 @@ from training.preference import (
     trainer_args,
     use_cpu_for,
 )
-from training.run_configs import DPORunConfig, DPOSection
+from toolprior.training.run_configs import DPORunConfig, DPOSection
 
 
 def dpo_loss_settings(config: DPORunConfig) -> dict[str, Any]:

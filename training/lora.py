@@ -9,7 +9,7 @@ from torch import nn
 
 from toolprior.errors import InputError, Problem
 from toolprior.tokenizer import FORMAT_TOKENS
-from training.sections import LoraSection
+from toolprior.training.sections import LoraSection
 
 
 def trainable_token_ids(section: LoraSection, tokenizer: Any) -> list[int] | None:

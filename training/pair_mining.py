@@ -17,7 +17,7 @@ from toolprior.think_judge import RuleThinkJudge
 
 if TYPE_CHECKING:
     from toolprior.verdict import Verdict
-from training.pairs import (
+from toolprior.training.pairs import (
     COUNT_KEYS,
     DEFAULT_ALLOWED_SPLITS,
     GOLD,

@@ -37,9 +37,9 @@ from toolprior.case_io import read_case_files
 from toolprior.config import dump_yaml
 from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
-from training.checkpoints import keep_dtypes_on_resume, last_complete_checkpoint, train_or_finish
-from training.pairs import Pair, check_no_leak, read_pairs
-from training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
+from toolprior.training.checkpoints import keep_dtypes_on_resume, last_complete_checkpoint, train_or_finish
+from toolprior.training.pairs import Pair, check_no_leak, read_pairs
+from toolprior.training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
 
 
 @dataclass(frozen=True)

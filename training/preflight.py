@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from toolprior.errors import InputError
-from training.linear_inventory import (
+from toolprior.training.linear_inventory import (
     LinearModule,
     base_model,
     is_tuner_layer,
@@ -57,7 +57,7 @@ from training.linear_inventory import (
     linear_shape,
     unwrap_tuner,
 )
-from training.preflight_report import (
+from toolprior.training.preflight_report import (
     DEFAULT_KIND_THRESHOLD,
     DEFAULT_THRESHOLD,
     KindRow,

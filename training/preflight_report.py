@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolprior.errors import InputError, Problem
-from training.linear_inventory import LinearModule
+from toolprior.training.linear_inventory import LinearModule
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_KIND_THRESHOLD = 0.10

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from toolprior.config import check
-from training.sections import (
+from toolprior.training.sections import (
     DataSection,
     LoraSection,
     ModelSection,

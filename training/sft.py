@@ -26,18 +26,18 @@ from toolprior.config import dump_yaml
 from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.output_format import render_turn
-from training.checkpoints import (
+from toolprior.training.checkpoints import (
     keep_4bit_layout_for_training,
     keep_dtypes_on_resume,
     last_complete_checkpoint,
     train_or_finish,
 )
-from training.labelled_loss import labelled_positions_trainer
-from training.lora import expose_head_bias, lora_config
-from training.preflight import preflight
-from training.preflight_report import check_or_raise
-from training.run_configs import SFTRunConfig
-from training.sections import ADAPTER_DTYPES
+from toolprior.training.labelled_loss import labelled_positions_trainer
+from toolprior.training.lora import expose_head_bias, lora_config
+from toolprior.training.preflight import preflight
+from toolprior.training.preflight_report import check_or_raise
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sections import ADAPTER_DTYPES
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from training.preference import (
+from toolprior.training.preference import (
     PreferenceResult,
     bad_setting,
     build_trl_config,
@@ -25,7 +25,7 @@ from training.preference import (
     trainer_args,
     use_cpu_for,
 )
-from training.run_configs import SimPORunConfig, SimPOSection
+from toolprior.training.run_configs import SimPORunConfig, SimPOSection
 
 
 def simpo_loss_settings(config: SimPORunConfig) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.batching import Batch, Runner, model_device
-from probes.hook_points import HookPoint, Read, parse_hook_name, resolve
-from probes.positions import Positions
 from toolprior.modeling import decoder_layers
+from toolprior.probes.batching import Batch, Runner, model_device
+from toolprior.probes.hook_points import HookPoint, Read, parse_hook_name, resolve
+from toolprior.probes.positions import Positions
 
 
 class _StopForward(Exception):

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from probes.batching import Batch, Runner, model_device
-from probes.hook_points import HookPoint, first_tensor, module_path, parse_hook_name, resolve, split_heads
 from toolprior.nnsight_guard import restoring_instance_attrs
+from toolprior.probes.batching import Batch, Runner, model_device
+from toolprior.probes.hook_points import HookPoint, first_tensor, module_path, parse_hook_name, resolve, split_heads
 
 
 @contextlib.contextmanager

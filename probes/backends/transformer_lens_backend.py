@@ -37,8 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from probes.batching import Batch, Runner, model_device
-from probes.hook_points import HookPoint, Read, first_tensor, parse_hook_name, resolve, split_heads
+from toolprior.probes.batching import Batch, Runner, model_device
+from toolprior.probes.hook_points import HookPoint, Read, first_tensor, parse_hook_name, resolve, split_heads
 
 
 # The per-module dicts a wrapper may mutate in place: children, parameters, buffers and every hook table.

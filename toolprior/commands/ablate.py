@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.ablate_config import AblationConfig
 from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config
+from toolprior.experiments.ablate_config import AblationConfig
 
 
 def ablate(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def ablate(args: argparse.Namespace) -> int:
     config = load_config(AblationConfig, args.config, overrides=overrides, check_files=True)
     quiet_libraries()  # after the config is accepted: quieting transformers imports it (and torch)
     # lazy: the arms load torch and the trainers; a bad config is refused first
-    from experiments.ablate import run_ablation
+    from toolprior.experiments.ablate import run_ablation
 
     results = run_ablation(config)
     run = Path(config.out_dir) / config.name

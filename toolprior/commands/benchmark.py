@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
+from toolprior.training.benchmark import BenchmarkConfig, parse_mix, write_benchmark
 
 
 def generate(args: argparse.Namespace) -> int:

@@ -8,17 +8,17 @@ from typing import Any
 import torch
 from accelerate import PartialState
 
-from evals.external_metrics import external_metrics
-from evals.faithfulness import faithfulness
-from evals.forensics import annotate_think, hallucination_rate, mismatch_examples
-from evals.harness import HarnessConfig, distributed_world
-from evals.harness import evaluate as evaluate_model
-from evals.report import write_eval_report
-from steering.apply import steering_factory
-from steering.vector import SteeringVector
 from toolprior.case_io import read_case_files
 from toolprior.errors import InputError
+from toolprior.evals.external_metrics import external_metrics
+from toolprior.evals.faithfulness import faithfulness
+from toolprior.evals.forensics import annotate_think, hallucination_rate, mismatch_examples
+from toolprior.evals.harness import HarnessConfig, distributed_world
+from toolprior.evals.harness import evaluate as evaluate_model
+from toolprior.evals.report import write_eval_report
 from toolprior.modeling import load_model, load_tokenizer
+from toolprior.steering.apply import steering_factory
+from toolprior.steering.vector import SteeringVector
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from toolprior.case_io import read_case_files
+from toolprior.training.pair_mining import mine_pairs
+from toolprior.training.pairs import DEFAULT_ALLOWED_SPLITS, pair_stats, write_pairs
 from toolprior.verdict import read_verdicts
-from training.pair_mining import mine_pairs
-from training.pairs import DEFAULT_ALLOWED_SPLITS, pair_stats, write_pairs
 
 
 def pairs(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from probes.experiment import ProbeExperimentConfig
-from probes.experiment_run import run_probe_experiment
 from toolprior.config import load_config
+from toolprior.probes.experiment import ProbeExperimentConfig
+from toolprior.probes.experiment_run import run_probe_experiment
 
 
 def probe(args: argparse.Namespace) -> int:

@@ -10,19 +10,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evals.harness import HarnessConfig
-from steering.compute import capture_for_vector, compute_from_cases, groups_for, paired_differences
-from steering.conditional import refuse_held_out
-from steering.consistency import cosine_consistency
-from steering.gguf_io import export_gguf, read_vector
-from steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
-from steering.sweep import choose, controls
-from steering.sweep import sweep as sweep_settings
-from steering.vector import SteeringVector
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_case_files
 from toolprior.errors import InputError, Problem
+from toolprior.evals.harness import HarnessConfig
 from toolprior.modeling import load_agent
+from toolprior.steering.compute import capture_for_vector, compute_from_cases, groups_for, paired_differences
+from toolprior.steering.conditional import refuse_held_out
+from toolprior.steering.consistency import cosine_consistency
+from toolprior.steering.gguf_io import export_gguf, read_vector
+from toolprior.steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
+from toolprior.steering.sweep import choose, controls
+from toolprior.steering.sweep import sweep as sweep_settings
+from toolprior.steering.vector import SteeringVector
 
 
 def _load_agent(args: argparse.Namespace) -> tuple[Any, Any]:

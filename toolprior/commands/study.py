@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.study_config import StudyConfig
 from toolprior.commands.quiet import quiet_libraries
 from toolprior.config import load_config, shipped_configs_dir
+from toolprior.experiments.study_config import StudyConfig
 
 DEMO_CONFIG = shipped_configs_dir() / "demo.yaml"
 
@@ -16,7 +16,7 @@ def _run(config_path: Path, overrides: list[str]) -> int:
     config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
     quiet_libraries()  # after the config is accepted: quieting transformers imports it (and torch)
     # lazy: the study's stages load torch and the trainers (minutes on a busy machine); a bad config is refused first
-    from experiments.study import run_study
+    from toolprior.experiments.study import run_study
 
     report = run_study(config)
     run = Path(config.out_dir) / config.name

@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import training
+from toolprior import training
 from toolprior.config import load_config
 from toolprior.errors import InputError, Problem
-from training import check_or_raise
-from training.base import BaseConfig, build_base
-from training.preflight import preflight as preflight_report
-from training.run_configs import SFTRunConfig
-from training.sft import train_sft as run_sft
-from training.tiny_configs import FULL_SIZE_NAMES, TINY_ARCHS, build_model, full_size_config, tiny_model
+from toolprior.training import check_or_raise
+from toolprior.training.base import BaseConfig, build_base
+from toolprior.training.preflight import preflight as preflight_report
+from toolprior.training.run_configs import SFTRunConfig
+from toolprior.training.sft import train_sft as run_sft
+from toolprior.training.tiny_configs import FULL_SIZE_NAMES, TINY_ARCHS, build_model, full_size_config, tiny_model
 
 # "." is left out: a dotted name such as self_attn.q_proj is a suffix, not a regex.
 _REGEX_CHARS = set("*+?()[]|^$\\")

@@ -22,9 +22,9 @@ SHIPPED_PREFIX = "experiments/configs/"
 def shipped_configs_dir() -> Path:
     """The folder of the configs installed with the package (experiments/configs), wherever the command runs."""
     # The package is located, not imported: toolprior sits below experiments in the house.
-    spec = importlib.util.find_spec("experiments")
+    spec = importlib.util.find_spec("toolprior.experiments")
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError("No module named 'experiments'")
+        raise ModuleNotFoundError("No module named 'toolprior.experiments'")
     return Path(spec.origin).resolve().parent / "configs"
 
 
@@ -67,7 +67,7 @@ def check(**constraints: Any) -> dict[str, Check]:
 
 
 def known(module: str, name: str) -> Known:
-    """`choices=known("steering.apply", "POSITIONS")`: the values `module.name` holds, read when checked."""
+    """`choices=known("toolprior.steering.apply", "POSITIONS")`: the values `module.name` holds, read when checked."""
     return Known(module, name)
 
 

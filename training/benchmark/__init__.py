@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from training.benchmark.config import DEFAULT_MIX, BenchmarkConfig, parse_mix
-from training.benchmark.writer import BenchmarkSummary, generate, write_benchmark
+from toolprior.training.benchmark.config import DEFAULT_MIX, BenchmarkConfig, parse_mix
+from toolprior.training.benchmark.writer import BenchmarkSummary, generate, write_benchmark
 
 __all__ = ["DEFAULT_MIX", "BenchmarkConfig", "BenchmarkSummary", "generate", "parse_mix", "write_benchmark"]

@@ -10,12 +10,12 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 
-from training.benchmark import qa
-from training.benchmark.categories import KINDS
-from training.benchmark.draft import Draft, Registry
-from training.benchmark.kinds import single
-from training.benchmark.kinds.base import KindContext
-from training.benchmark.splits import Slot, build_order
+from toolprior.training.benchmark import qa
+from toolprior.training.benchmark.categories import KINDS
+from toolprior.training.benchmark.draft import Draft, Registry
+from toolprior.training.benchmark.kinds import single
+from toolprior.training.benchmark.kinds.base import KindContext
+from toolprior.training.benchmark.splits import Slot, build_order
 
 MAX_ATTEMPTS = 50
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from toolprior.actions import CATEGORIES, Action
-from training.benchmark.draft import Draft
-from training.benchmark.kinds import history as h
-from training.benchmark.kinds import single as s
-from training.benchmark.kinds.base import KindContext
+from toolprior.training.benchmark.draft import Draft
+from toolprior.training.benchmark.kinds import history as h
+from toolprior.training.benchmark.kinds import single as s
+from toolprior.training.benchmark.kinds.base import KindContext
 
 Build = Callable[[KindContext, str], list[Draft]]
 

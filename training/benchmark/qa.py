@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from toolprior.actions import ACTION_TAGS, Action
 from toolprior.cases import Case, Message, ToolSpec
 from toolprior.output_format import check_call, parse_turn, render_turn
-from training.benchmark.draft import Draft
+from toolprior.training.benchmark.draft import Draft
 
 REASONS: tuple[str, ...] = (
     "truncated_json",

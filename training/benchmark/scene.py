@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolprior.cases import Message, ToolCall, ToolSpec
-from training.benchmark import phrasings as ph
-from training.benchmark.domains.common import (
+from toolprior.training.benchmark import phrasings as ph
+from toolprior.training.benchmark.domains.common import (
     AUDIT_POLICIES,
     DAYS,
     ESCALATION_POLICIES,
@@ -24,9 +24,9 @@ from training.benchmark.domains.common import (
     PII_POLICIES,
     TITLES,
 )
-from training.benchmark.domains.model import Domain, Intent
-from training.benchmark.responses import RESPONSES
-from training.benchmark.thinks import CONCLUSIONS, OBSERVATIONS
+from toolprior.training.benchmark.domains.model import Domain, Intent
+from toolprior.training.benchmark.responses import RESPONSES
+from toolprior.training.benchmark.thinks import CONCLUSIONS, OBSERVATIONS
 
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 _FAMILIES = (PII_POLICIES, AUDIT_POLICIES, ESCALATION_POLICIES)  # at most one wording of each rule per prompt

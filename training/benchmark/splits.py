@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 
 from toolprior.actions import ACTION_NAMES, CATEGORIES, Action
-from training.benchmark.categories import CATEGORY_KINDS, KINDS
+from toolprior.training.benchmark.categories import CATEGORY_KINDS, KINDS
 
 
 @dataclass

@@ -14,10 +14,10 @@ from toolprior.actions import ACTION_NAMES, CATEGORIES, SPLITS
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import write_cases
 from toolprior.cases import Case
-from training.benchmark.builder import QAStats, build_split
-from training.benchmark.config import BenchmarkConfig
-from training.benchmark.draft import Draft, Registry
-from training.benchmark.splits import plan_mixed, plan_per_category
+from toolprior.training.benchmark.builder import QAStats, build_split
+from toolprior.training.benchmark.config import BenchmarkConfig
+from toolprior.training.benchmark.draft import Draft, Registry
+from toolprior.training.benchmark.splits import plan_mixed, plan_per_category
 
 SCHEMA_OF_SPLIT = {"train": "known", "val": "known", "mine": "known", "eval": "known", "eval_novel": "novel"}
 GENERATOR = "toolprior-synthetic-benchmark/1"

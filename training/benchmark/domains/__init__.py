@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from training.benchmark.domains.it_access import ACCESS_REQUESTS, IT_DEVICES
-from training.benchmark.domains.logistics import INVOICES, PURCHASE_ORDERS, SHIPMENTS
-from training.benchmark.domains.model import Domain
-from training.benchmark.domains.novel import DEPLOYMENTS, FLEET_VEHICLES, INSURANCE_CLAIMS, LAB_SAMPLES
-from training.benchmark.domains.service import CUSTOMER_ACCOUNTS, REFUNDS, SUPPORT_TICKETS
-from training.benchmark.domains.workplace import CONTRACTS, HR_LEAVE, MEETINGS
+from toolprior.training.benchmark.domains.it_access import ACCESS_REQUESTS, IT_DEVICES
+from toolprior.training.benchmark.domains.logistics import INVOICES, PURCHASE_ORDERS, SHIPMENTS
+from toolprior.training.benchmark.domains.model import Domain
+from toolprior.training.benchmark.domains.novel import DEPLOYMENTS, FLEET_VEHICLES, INSURANCE_CLAIMS, LAB_SAMPLES
+from toolprior.training.benchmark.domains.service import CUSTOMER_ACCOUNTS, REFUNDS, SUPPORT_TICKETS
+from toolprior.training.benchmark.domains.workplace import CONTRACTS, HR_LEAVE, MEETINGS
 
 KNOWN_DOMAINS: tuple[Domain, ...] = (
     SHIPMENTS,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.benchmark.domains.model import (
+from toolprior.training.benchmark.domains.model import (
     Domain,
     Escalation,
     Fact,

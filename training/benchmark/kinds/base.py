@@ -10,10 +10,19 @@ from typing import Any
 from toolprior.actions import Action
 from toolprior.cases import GoldTurn, Message, ToolCall, ToolSpec
 from toolprior.output_format import render_turn
-from training.benchmark.domains import Domain, domains_for
-from training.benchmark.draft import Draft, Registry
-from training.benchmark.phrasings import Phrasings, fill, phrasings_for
-from training.benchmark.scene import NUMBER_WORDS, Entity, Rendered, Scene, SystemSpec, Utterance, cands_and, cands_or
+from toolprior.training.benchmark.domains import Domain, domains_for
+from toolprior.training.benchmark.draft import Draft, Registry
+from toolprior.training.benchmark.phrasings import Phrasings, fill, phrasings_for
+from toolprior.training.benchmark.scene import (
+    NUMBER_WORDS,
+    Entity,
+    Rendered,
+    Scene,
+    SystemSpec,
+    Utterance,
+    cands_and,
+    cands_or,
+)
 
 
 @dataclass

@@ -13,10 +13,10 @@ from typing import Any
 
 from toolprior.actions import Action
 from toolprior.cases import Message, ToolCall
-from training.benchmark.domains.common import ERROR_RESULTS, INJECTIONS_KNOWN, INJECTIONS_NOVEL
-from training.benchmark.domains.model import Intent
-from training.benchmark.draft import Draft
-from training.benchmark.kinds.base import (
+from toolprior.training.benchmark.domains.common import ERROR_RESULTS, INJECTIONS_KNOWN, INJECTIONS_NOVEL
+from toolprior.training.benchmark.domains.model import Intent
+from toolprior.training.benchmark.draft import Draft
+from toolprior.training.benchmark.kinds.base import (
     KindContext,
     assistant_turn,
     call_slots,
@@ -25,9 +25,9 @@ from training.benchmark.kinds.base import (
     pick_mode,
     resolve_target,
 )
-from training.benchmark.kinds.single import one_intent
-from training.benchmark.phrasings import cap, fill
-from training.benchmark.scene import Entity, Scene, Utterance
+from toolprior.training.benchmark.kinds.single import one_intent
+from toolprior.training.benchmark.phrasings import cap, fill
+from toolprior.training.benchmark.scene import Entity, Scene, Utterance
 
 ERROR_NAMES = {
     "error_timeout": "a timeout",

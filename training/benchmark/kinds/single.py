@@ -12,10 +12,10 @@ from typing import Any
 
 from toolprior.actions import Action
 from toolprior.cases import Message, ToolCall
-from training.benchmark.domains.common import ESCALATION_POLICIES, PII_POLICIES
-from training.benchmark.domains.model import Domain, Intent
-from training.benchmark.draft import Draft
-from training.benchmark.kinds.base import (
+from toolprior.training.benchmark.domains.common import ESCALATION_POLICIES, PII_POLICIES
+from toolprior.training.benchmark.domains.model import Domain, Intent
+from toolprior.training.benchmark.draft import Draft
+from toolprior.training.benchmark.kinds.base import (
     KindContext,
     call_slots,
     cand_slots,
@@ -23,8 +23,8 @@ from training.benchmark.kinds.base import (
     pick_mode,
     resolve_target,
 )
-from training.benchmark.phrasings import cap, fill
-from training.benchmark.scene import Entity, Scene, SystemSpec, Utterance
+from toolprior.training.benchmark.phrasings import cap, fill
+from toolprior.training.benchmark.scene import Entity, Scene, SystemSpec, Utterance
 
 IntentChooser = Callable[[Scene], list[Intent]]
 
