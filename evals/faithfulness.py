@@ -217,8 +217,8 @@ def faithfulness(
             progress=progress,
             desc="faithfulness: own turns",
         )
-        for i, out in zip(missing, generated, strict=True):
-            outputs[i] = out
+        for i, text in zip(missing, generated, strict=True):
+            outputs[i] = text
 
     # 2-3. the baseline and the interventions, all continued in one batched call
     jobs: list[tuple[int, str, str]] = []  # (case index, kind, think)

@@ -19,6 +19,7 @@ from toolprior.evals.shared_prefill import shared_prefill
 from toolprior.evals.shared_prefix_attention import attending_shared_prefix
 from toolprior.forward_contract import cache_keyword
 from toolprior.generation_batch import GenerationBatch, SteeringFactory
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.stop_tokens import stop_token_ids
 
 
@@ -46,8 +47,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], device: torch.device)
 
 @torch.inference_mode()
 def generate(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 192,
@@ -98,7 +99,8 @@ def generate(
         context = steer(batch) if steer is not None else contextlib.nullcontext()
         shareable = share_prompts and min_new_tokens is None and repeats_a_row(input_ids, attention_mask)
         fork = getattr(context, "fork_token", lambda: None)() if shareable and steer is not None else None
-        if fork is not None:  # copies write one think, then fork at </think> (evals.fork_at_decision)
+        # copies write one think, then fork at </think> (evals.fork_at_decision); a fork needs a steer
+        if fork is not None and steer is not None:
             new_rows = forked_generate(
                 batch, steer, fork, max_new_tokens=max_new_tokens, stops=stops, pad_id=pad_id, greedy=greedy,
                 model=model,

@@ -10,7 +10,7 @@ def supports_shared_prefix(model: Any) -> bool:
     """Whether every attention layer is global softmax attention reading a plain KV cache through transformers'
     attention interface (no sliding window, no logit soft-capping, no attention-sink or hybrid layers)."""
     config = getattr(model, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text_config = config.get_text_config() if config is not None and hasattr(config, "get_text_config") else config
     layer_types = getattr(text_config, "layer_types", None) or []
     if getattr(text_config, "attn_logit_softcapping", None) or any(t != "full_attention" for t in layer_types):
         return False

@@ -18,6 +18,10 @@ from toolprior.evals.global_attention import supports_shared_prefix
 class GrowingLayer(DynamicLayer):
     """`DynamicLayer` with in-place writes: `keys` / `values` are views of the first `length` positions."""
 
+    buffer_keys: torch.Tensor | None
+    buffer_values: torch.Tensor | None
+    length: int
+
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         self.dtype, self.device = key_states.dtype, key_states.device
         self.keys = self.values = None

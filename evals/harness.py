@@ -24,6 +24,7 @@ from toolprior.evals.generation import generate
 from toolprior.evals.simulator import SimulatedUser, ToolSimulator, mode_for
 from toolprior.evals.verdicts import verdict_for
 from toolprior.generation_batch import SteeringFactory
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.output_format import ParsedTurn, parse_turn
 from toolprior.verdict import Verdict
 
@@ -111,8 +112,8 @@ def _step(conv: _Conversation, output: str, simulator: ToolSimulator, loop_repea
 
 
 def evaluate(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     *,
     config: HarnessConfig | None = None,

@@ -46,7 +46,7 @@ def plot_per_action(
         x = np.arange(len(actions))
         ax.bar(x, acc, yerr=err, capsize=4, color="#4C72B0")
         ax.set_xticks(x, [f"{a}\n(n={b.get('n', '?')})" for a, b in zip(actions, blocks, strict=True)], fontsize=8)
-        for xi, a in zip(x, acc, strict=True):
+        for xi, a in enumerate(acc):
             if np.isnan(a):
                 continue
             ax.text(xi, min(a + 0.02, 0.97), f"{a:.2f}", ha="center", va="bottom", fontsize=8)

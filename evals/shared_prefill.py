@@ -53,7 +53,7 @@ def shared_prefill(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
             logits_to_keep=1,
         )
     cache = output_cache(out)
-    if not copyable(cache):
+    if cache is None or not copyable(cache):
         return None
     inverse = inverse.to(input_ids.device)
     size = group_size(inverse)

@@ -46,7 +46,7 @@ class SharedPrefixLayer(GrowingLayer):
     def get_seq_length(self) -> int:
         return self.prefix_length + self.length
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
+    def batch_select_indices(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError("a shared-prefix cache cannot drop or reorder rows")
 
     batch_repeat_interleave = reorder_cache = crop = batch_select_indices  # none of these keeps the groups

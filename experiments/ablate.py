@@ -240,7 +240,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
                     and units[reference][s]["eval"].get(metric) is not None
                 ]
                 entry["vs_reference"][f"{metric}_diff"] = _mean_sd(diffs)
-        steering = [u.get("steering") for u in units[arm].values() if u.get("steering")]
+        steering = [s for u in units[arm].values() if (s := u.get("steering"))]
         if steering:
             entry["steering"] = _steering_summary(steering)
         out[arm] = entry

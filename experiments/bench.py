@@ -20,6 +20,7 @@ tests/test_peer_reference.py checks that the three steer to the same outputs whe
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -83,7 +84,8 @@ def paired_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tu
     load, frequency scaling) falls on both sides alike; a ratio of two medians taken minutes apart does not."""
     a()
     b()
-    times_a, times_b = [], []
+    times_a: list[float] = []
+    times_b: list[float] = []
     for _ in range(repeats):
         for fn, times in ((a, times_a), (b, times_b)):
             gc.collect()  # the garbage one side leaves (nnsight's traced graphs) is not the other side's time
@@ -148,11 +150,13 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
 
     gen_prompts = prompts[:32]
     # equal lengths on both sides: a steered random model may stop sooner or later, which is not overhead
-    fixed = {"max_new_tokens": 48, "min_new_tokens": 48, "batch_size": 32}
+    fixed = functools.partial(
+        generate, model, tokenizer, gen_prompts, max_new_tokens=48, min_new_tokens=48, batch_size=32
+    )
     factory = steering_factory(model, vector, 4.0, tokenizer=tokenizer)
     unsteered, steered = paired_times(
-        lambda: generate(model, tokenizer, gen_prompts, **fixed),
-        lambda: generate(model, tokenizer, gen_prompts, steer=factory, **fixed),
+        fixed,
+        lambda: fixed(steer=factory),
         2 * repeats,  # the goal is within 3%: more samples than the coarser ratios need
     )
     results["steering_overhead"] = {"ratio": steered / unsteered, "steered_s": steered, "unsteered_s": unsteered}
@@ -177,8 +181,10 @@ def bench(repeats: int, capture_cases: int) -> dict[str, Any]:
     for key, positions in (("sweep_cost", "generated"), ("sweep_cost_all_positions", "all")):
         one_alpha = steering_factory(model, vector, 4.0, positions=positions, tokenizer=tokenizer)
         sweep_s, single = paired_times(
-            lambda p=positions: run_alphas(model, tokenizer, eval_cases, vector, alphas, sweep_cfg, positions=p),
-            lambda f=one_alpha: evaluate(model, tokenizer, eval_cases, config=one_alpha_cfg, steer=f, progress=False),
+            functools.partial(run_alphas, model, tokenizer, eval_cases, vector, alphas, sweep_cfg, positions=positions),
+            functools.partial(
+                evaluate, model, tokenizer, eval_cases, config=one_alpha_cfg, steer=one_alpha, progress=False
+            ),
             repeats,
         )
         results[key] = {"ratio": sweep_s / single, "sweep_8_alphas_s": sweep_s, "single_alpha_s": single,
@@ -205,13 +211,13 @@ def import_repeng() -> Any:
         return sys.modules["repeng"]
     missing = not hasattr(np, "float_")
     if missing:
-        np.float_ = np.float64
+        setattr(np, "float_", np.float64)  # noqa: B010 (numpy 2's stubs have no float_)
     try:
         # lazy: a peer library, installed with the peers extra
         import repeng
     finally:
         if missing:
-            del np.float_
+            delattr(np, "float_")
     return repeng
 
 

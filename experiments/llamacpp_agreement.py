@@ -221,7 +221,7 @@ def compare(
         timings[f"llamacpp_{label}_s"] = round(time.perf_counter() - start, 1)
         per_alpha = []
         for alpha in alphas:
-            rows = []
+            rows: list[dict[str, Any]] = []
             for case_id, source, ids in inputs:
                 a, b = ours[case_id, alpha], theirs[case_id, alpha]
                 ours_action, ours_margin = decision(a, tags)
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"no case of {args.cases} has a think to force (--thinks or a gold think)")
     with tempfile.TemporaryDirectory(prefix="llamacpp-agreement-", dir=args.work) as scratch:
         work = Path(scratch)
-        if args.gguf:
+        if converter is None:  # --gguf given
             ggufs = {path.stem: path for path in args.gguf}
         else:
             start = time.perf_counter()

@@ -10,6 +10,7 @@ plots; paired tests, collateral damage, KL, cost).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -431,8 +432,8 @@ def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
         study.stages.run("eval_simpo", study.stage_eval_simpo)
     for method in ("dpo", "adv_sft"):
         if method in wanted:
-            study.stages.run(method, lambda m=method: study.stage_pair_training(m))
-            study.stages.run(f"eval_{method}", lambda m=method: study.stage_eval_adapter(m))
+            study.stages.run(method, functools.partial(study.stage_pair_training, method))
+            study.stages.run(f"eval_{method}", functools.partial(study.stage_eval_adapter, method))
     if config.external.enabled:
         study.stages.run("external", lambda: stage_external(study))
     study.stages.run("kl", study.stage_kl)

@@ -125,7 +125,9 @@ def probe_lines(report: Mapping[str, Any]) -> list[str]:
     probe = report.get("probe")
     if not probe:
         return []
-    best = next((row for row in probe.get("layers", []) if row.get("layer") == probe.get("best_layer")), {})
+    best: Mapping[str, Any] = next(
+        (row for row in probe.get("layers", []) if row.get("layer") == probe.get("best_layer")), {}
+    )
     lines = [
         "## Where the prior lives (probe; split train)",
         "",

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import decoder_layers
 from toolprior.probes.batching import model_device, pad_token_id
 from toolprior.probes.hook_points import first_input
@@ -38,10 +39,12 @@ from toolprior.probes.patch_engine import (
 from toolprior.probes.patching_result import DIRECTIONS, PatchingResult
 from toolprior.probes.twins import TwinPair, metric_token_ids
 
+_Acts = dict[tuple[int, str], torch.Tensor]  # (layer, kind) -> activations or gradients
+
 
 def _grad_pass(
-    model: nn.Module, run: PaddedRun, keys: Sequence[tuple[int, str]], k: int, ids: tuple[int, int]
-) -> tuple[dict[tuple[int, str], torch.Tensor], dict[tuple[int, str], torch.Tensor], torch.Tensor]:
+    model: CausalLM, run: PaddedRun, keys: Sequence[tuple[int, str]], k: int, ids: tuple[int, int]
+) -> tuple[_Acts, _Acts, torch.Tensor]:
     """One forward + backward of `run`: (activations, d metric / d activation) at offsets 0..k-1 per key, and the
     metric. The input of block 0 is made to require grad, so gradients flow with frozen (or 4-bit) weights."""
     width = run.width
@@ -101,8 +104,8 @@ def _grad_pass(
 
 
 def attribution_patching(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     pairs: Sequence[TwinPair],
     k: int = 12,
     *,
@@ -137,7 +140,7 @@ def attribution_patching(
             clean = encode_rows([p.clean for p in chunk], pad)
             corrupt = encode_rows([p.corrupted for p in chunk], pad)
             runs = {"clean": clean, "corrupted": corrupt}
-            passes = {}
+            passes: dict[str, tuple[_Acts, _Acts | None, torch.Tensor]] = {}
             targets = {"corrupted" if d == "denoise" else "clean" for d in directions}
             for name in ("clean", "corrupted"):
                 if name in targets:  # gradients are needed at the run that gets patched

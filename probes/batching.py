@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
+from toolprior.model_protocols import CausalLM
 from toolprior.probes.positions import Positions
 
 
@@ -32,7 +32,7 @@ class Batch:
 Runner = Callable[[Batch], dict[str, torch.Tensor]]
 
 
-def model_device(model: nn.Module) -> torch.device:
+def model_device(model: CausalLM) -> torch.device:
     """The device of the model's first parameter that is not on the meta device (where inputs go)."""
     return next(p.device for p in model.parameters() if p.device.type != "meta")
 

@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from toolprior.actions import Action
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import decision_tokens
 from toolprior.fingerprint import model_fingerprint
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.output_format import THINK_CLOSE, render_turn
 from toolprior.probes.activations import Activations
 from toolprior.probes.backends.hooks_backend import recording
@@ -47,7 +47,7 @@ BACKENDS: tuple[str, ...] = ("hooks", "nnsight", "transformer_lens")
 
 @contextlib.contextmanager
 def open_backend(
-    backend: str, model: nn.Module, tokenizer: Any, hook_points: Sequence[str | HookPoint]
+    backend: str, model: CausalLM, tokenizer: Any, hook_points: Sequence[str | HookPoint]
 ) -> Iterator[Runner]:
     """A runner of `backend` ("hooks", "nnsight" or "transformer_lens") over `model`, open for the block."""
     if backend == "hooks":
@@ -67,8 +67,8 @@ def open_backend(
 
 
 def capture(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     texts: Sequence[str],
     hook_points: Sequence[str | HookPoint],
     position: str,
@@ -186,7 +186,9 @@ def _turn_up_to_think_close(turn: str, case_id: str, suffix: str = "") -> str:
     return turn[: at + len(THINK_CLOSE)] + suffix
 
 
-def case_texts(tokenizer: Any, cases: Sequence[Case], position: str, outputs: Sequence[str] | None = None) -> list[str]:
+def case_texts(
+    tokenizer: Tokenizer, cases: Sequence[Case], position: str, outputs: Sequence[str] | None = None
+) -> list[str]:
     """The texts `capture_cases` feeds the model for `position`:
 
     - prompt_end: the prompt (`render_prompt`, ending with the generation prompt);
@@ -229,8 +231,8 @@ def case_texts(tokenizer: Any, cases: Sequence[Case], position: str, outputs: Se
 
 
 def capture_cases(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     hook_points: Sequence[str | HookPoint],
     position: str,

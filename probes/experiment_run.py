@@ -209,7 +209,12 @@ def run_probe_experiment(
         base = base_curves.get(key)
         plot_layer_curve(curve, out / "plots" / f"layer_curve__{name}.png", base=base)
         summary["curves"][name] = probe_block(curve, base)
-    report_key = (config.report.position, "resid_post", config.report.task, config.report.method)
+    report_key: tuple[str, str, str, str] | None = (
+        config.report.position,
+        "resid_post",
+        config.report.task,
+        config.report.method,
+    )
     if report_key not in curves:
         report_key = next((k for k in curves if k[0] == config.report.position and k[2] == config.report.task), None)
     if report_key is not None:

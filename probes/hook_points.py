@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from toolprior.decoder_config import text_config
+from toolprior.model_protocols import CausalLM
 from toolprior.modeling import decoder_layers
 
 HookKind = Literal["resid_post", "attn_out", "mlp_out", "z"]
@@ -105,12 +106,12 @@ def parse_hook_name(name: str | HookPoint) -> HookPoint:
     return HookPoint(int(match.group(1)), _SUFFIX_KIND[match.group(2)])
 
 
-def all_resid_post(model: nn.Module) -> list[str]:
+def all_resid_post(model: CausalLM) -> list[str]:
     """Every block's `hook_resid_post`, in order: the usual "all layers" request."""
     return [hook_name(i, "resid_post") for i in range(len(decoder_layers(model)))]
 
 
-def all_hook_names(model: nn.Module, kinds: tuple[str, ...] = ("resid_post",)) -> list[str]:
+def all_hook_names(model: CausalLM, kinds: tuple[str, ...] = ("resid_post",)) -> list[str]:
     """Every block's hook of each of `kinds`, in forward order."""
     points = [HookPoint(i, k) for i in range(len(decoder_layers(model))) for k in kinds]
     return [p.name for p in sorted(points, key=lambda p: p.fire_order)]
@@ -163,7 +164,7 @@ def _child(module: nn.Module, names: tuple[str, ...]) -> tuple[str, nn.Module] |
     return None
 
 
-def _head_dim(attn: nn.Module, model: nn.Module) -> int:
+def _head_dim(attn: nn.Module, model: CausalLM) -> int:
     for attr in ("head_v_dim", "head_dim"):  # DeltaNet value heads first: its head_dim is the key head's
         value = getattr(attn, attr, None)
         if isinstance(value, int) and value > 0:
@@ -173,7 +174,7 @@ def _head_dim(attn: nn.Module, model: nn.Module) -> int:
     return int(head_dim or config.hidden_size // config.num_attention_heads)
 
 
-def resolve(model: nn.Module, hook_point: str | HookPoint) -> tuple[nn.Module, Read]:
+def resolve(model: CausalLM, hook_point: str | HookPoint) -> tuple[nn.Module, Read]:
     """The module behind a hook point and how to read it there.
 
         module, how = resolve(model, "blocks.1.attn.hook_z")   # o_proj, Read("input", head_dim=16)
@@ -215,7 +216,7 @@ def resolve(model: nn.Module, hook_point: str | HookPoint) -> tuple[nn.Module, R
     return out[1], Read("input", head_dim=_head_dim(attn, model))
 
 
-def module_path(model: nn.Module, module: nn.Module) -> str:
+def module_path(model: CausalLM, module: nn.Module) -> str:
     """The dotted path of `module` inside `model` (what nnsight's `envoy.get(path)` takes)."""
     for name, candidate in model.named_modules():
         if candidate is module:

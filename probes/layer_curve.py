@@ -60,7 +60,8 @@ class LayerRow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerRow:
-        return cls(**{k: (math.nan if data.get(k) is None else data[k]) for k in cls.__dataclass_fields__})
+        values: dict[str, Any] = {k: (math.nan if data.get(k) is None else data[k]) for k in cls.__dataclass_fields__}
+        return cls(**values)
 
 
 @dataclass

@@ -34,8 +34,9 @@ from tqdm.auto import tqdm
 from toolprior.actions import ACTIONS, Action
 from toolprior.decision_point import decision_tokens
 from toolprior.decoder_config import text_config
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import decoder_layers
-from toolprior.probes.batching import model_device, pad_left
+from toolprior.probes.batching import model_device, pad_left, pad_token_id
 from toolprior.probes.capture import case_texts
 from toolprior.probes.hook_points import first_tensor
 from toolprior.probes.positions import THINK_RULES, compute_positions, think_token_ids
@@ -47,16 +48,16 @@ if TYPE_CHECKING:
 _NORM_NAMES = ("norm", "final_layernorm", "final_norm", "ln_f", "norm_f")
 
 
-def _decoder_parent(model: nn.Module) -> nn.Module:
+def _decoder_parent(model: CausalLM) -> nn.Module:
     layers = decoder_layers(model)
     for name, module in model.named_modules():
         if module is layers:
             parent = name.rsplit(".", 1)[0] if "." in name else ""
-            return model.get_submodule(parent) if parent else model
+            return model.get_submodule(parent)  # "": the model itself
     raise ValueError(f"could not find the module holding the decoder blocks of {type(model).__name__}")
 
 
-def final_norm(model: nn.Module) -> nn.Module:
+def final_norm(model: CausalLM) -> nn.Module:
     """The norm applied to the last block's output before the LM head: the `norm` (or `final_layernorm`, `ln_f`, ...)
     of the module that holds the decoder blocks (`model.model.norm` on Llama / Qwen3 / Qwen3.5 / Gemma 4 text,
     `model.model.language_model.norm` on Gemma 4 multimodal)."""
@@ -69,13 +70,13 @@ def final_norm(model: nn.Module) -> nn.Module:
     raise ValueError(f"no final norm in {type(parent).__name__} (children: {children})")
 
 
-def logit_softcap(model: nn.Module) -> float | None:
+def logit_softcap(model: CausalLM) -> float | None:
     """Gemma's `final_logit_softcapping` (logits = cap * tanh(logits / cap)), or None."""
     cap = getattr(text_config(model), "final_logit_softcapping", None)
     return float(cap) if cap else None
 
 
-def unembed(model: nn.Module, resid: torch.Tensor, token_ids: Sequence[int] | None = None) -> torch.Tensor:
+def unembed(model: CausalLM, resid: torch.Tensor, token_ids: Sequence[int] | None = None) -> torch.Tensor:
     """Logits from residual-stream states [..., d]: final norm, output embedding, soft-cap. With `token_ids`, only
     those vocabulary entries ([..., len(token_ids)]; exact, the soft-cap is elementwise)."""
     norm = final_norm(model)
@@ -99,7 +100,7 @@ def unembed(model: nn.Module, resid: torch.Tensor, token_ids: Sequence[int] | No
 
 
 def forward_logits(
-    model: nn.Module,
+    model: CausalLM,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     position_ids: torch.Tensor,
@@ -124,7 +125,7 @@ def forward_logits(
 
 
 @contextlib.contextmanager
-def block_outputs(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+def block_outputs(model: CausalLM, layers: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
     """Forward hooks keeping each listed block's full output [B, T, d] for the block; removed on exit."""
     blocks = decoder_layers(model)
     store: dict[int, torch.Tensor] = {}
@@ -212,8 +213,8 @@ def _gap(tag_logits: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
 
 
 def logit_lens(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     position: str = "decision",
     *,
@@ -232,7 +233,6 @@ def logit_lens(
     n_blocks = len(decoder_layers(model))
     chosen = list(range(n_blocks)) if layers is None else sorted(set(layers))
     watch = sorted(set(chosen) | {n_blocks - 1})
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     think_ids = think_token_ids(tokenizer) if position in THINK_RULES else None
     decision_ids = decision_tokens(tokenizer).shared if position == "decision" else None
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
@@ -247,7 +247,7 @@ def logit_lens(
         with torch.no_grad(), block_outputs(model, watch) as store:
             for start in tqdm(range(0, len(texts), batch_size), desc="logit lens", disable=not progress):
                 rows = order[start : start + batch_size]
-                input_ids, mask, pos_ids = pad_left([encoded[i] for i in rows], int(pad))
+                input_ids, mask, pos_ids = pad_left([encoded[i] for i in rows], pad_token_id(tokenizer))
                 where = compute_positions(
                     position, input_ids, mask, think_ids=think_ids, decision_ids=decision_ids
                 ).index

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolprior.model_protocols import CausalLM
 from toolprior.modeling import decoder_layers
 from toolprior.probes.batching import model_device, pad_left
 from toolprior.probes.hook_points import first_input, first_tensor, hook_name, resolve
@@ -79,7 +80,7 @@ class RunCache:
     metric: torch.Tensor
 
 
-def _metric(model: nn.Module, run: PaddedRun, ids: tuple[int, int]) -> torch.Tensor:
+def _metric(model: CausalLM, run: PaddedRun, ids: tuple[int, int]) -> torch.Tensor:
     device = model_device(model)
     keep = torch.as_tensor([run.width - 1], device=device)
     logits = forward_logits(
@@ -88,12 +89,12 @@ def _metric(model: nn.Module, run: PaddedRun, ids: tuple[int, int]) -> torch.Ten
     return (logits[:, ids[0]] - logits[:, ids[1]]).cpu()
 
 
-def _points(model: nn.Module, kind: str, layer: int) -> tuple[nn.Module, Any]:
+def _points(model: CausalLM, kind: str, layer: int) -> tuple[nn.Module, Any]:
     return resolve(model, hook_name(layer, kind))
 
 
 @contextlib.contextmanager
-def patching_hooks(model: nn.Module, specs: dict[tuple[int, str], Any]) -> Iterator[None]:
+def patching_hooks(model: CausalLM, specs: dict[tuple[int, str], Any]) -> Iterator[None]:
     """Register `specs[(layer, kind)] = fn(tensor) -> tensor | None` as a replacement of the activation there
     (resid_post: the block's output; z: o_proj's input, [B, T, heads * head_dim]); removed on exit."""
     handles = []
@@ -133,14 +134,14 @@ def patching_hooks(model: nn.Module, specs: dict[tuple[int, str], Any]) -> Itera
             h.remove()
 
 
-def z_head_dim(model: nn.Module, layer: int) -> int:
+def z_head_dim(model: CausalLM, layer: int) -> int:
     """The head_dim of block `layer`'s hook_z."""
     _, read = _points(model, "z", layer)
     assert read.head_dim is not None
     return int(read.head_dim)
 
 
-def count_heads(model: nn.Module, layer: int) -> int:
+def count_heads(model: CausalLM, layer: int) -> int:
     """How many attention heads block `layer` has (o_proj's input width / head_dim)."""
     module, read = _points(model, "z", layer)
     in_features = getattr(module, "in_features", None)
@@ -154,7 +155,7 @@ def count_heads(model: nn.Module, layer: int) -> int:
 
 
 def record_run(
-    model: nn.Module, run: PaddedRun, keys: Sequence[tuple[int, str]], k: int, ids: tuple[int, int]
+    model: CausalLM, run: PaddedRun, keys: Sequence[tuple[int, str]], k: int, ids: tuple[int, int]
 ) -> RunCache:
     """One forward pass of `run` keeping each (layer, kind)'s activation at offsets 0..k-1, and the metric."""
     width = run.width
@@ -181,7 +182,7 @@ def record_run(
 
 
 def patched_metric(
-    model: nn.Module, target: PaddedRun, source: RunCache, groups: Sequence[Sequence[Patch]], ids: tuple[int, int]
+    model: CausalLM, target: PaddedRun, source: RunCache, groups: Sequence[Sequence[Patch]], ids: tuple[int, int]
 ) -> torch.Tensor:
     """The metric of `target` with each group of patches applied together to its own copy of the batch: [V, B]
     for V groups (all copies run stacked in one forward pass)."""
@@ -248,7 +249,7 @@ def check_pairs(pairs: Sequence[TwinPair]) -> None:
         raise ValueError("no twin pairs to patch (need clarify cases whose call_tool twin is among the cases)")
 
 
-def chosen_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
+def chosen_layers(model: CausalLM, layers: Sequence[int] | None) -> list[int]:
     """The blocks to patch: `layers` sorted and checked against the model (None: every block)."""
     n = len(decoder_layers(model))
     chosen = list(range(n)) if layers is None else sorted(set(layers))
@@ -259,7 +260,7 @@ def chosen_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: CausalLM) -> Iterator[None]:
     """The model in eval mode for the block; each module's own mode is put back on exit."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()

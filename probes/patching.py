@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.probes.batching import pad_token_id
 from toolprior.probes.patch_engine import (
     Patch,
@@ -49,8 +48,8 @@ from toolprior.probes.twins import TwinPair, metric_token_ids
 
 
 def patch_resid(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     pairs: Sequence[TwinPair],
     k: int = 12,
     *,
@@ -86,8 +85,8 @@ def patch_resid(
 
 
 def patch_heads(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     pairs: Sequence[TwinPair],
     *,
     layers: Sequence[int] | None = None,
@@ -111,7 +110,7 @@ def patch_heads(
 
 
 def _exact(
-    model: nn.Module,
+    model: CausalLM,
     pairs: Sequence[TwinPair],
     variants: list[Patch],
     layers: list[int],
@@ -172,8 +171,8 @@ def _exact(
 
 
 def patch_metric(
-    model: nn.Module,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     pairs: Sequence[TwinPair],
     patches: Sequence[Patch],
     direction: str = "denoise",

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from toolprior.decision_point import decision_tokens
+from toolprior.model_protocols import Tokenizer
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 
 POSITION_RULES: tuple[str, ...] = ("prompt_end", "decision", "think_mean", "last")
@@ -115,7 +116,7 @@ def compute_positions(
     rule: str,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
     *,
     think_ids: tuple[list[int], list[int]] | None = None,
     decision_ids: Sequence[int] | None = None,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from toolprior.actions import Action
 from toolprior.chat_template import render_prompt
 from toolprior.decision_point import decision_tokens
+from toolprior.model_protocols import Tokenizer
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN
 from toolprior.tokenizer import action_tag_token_ids
 
@@ -84,7 +85,7 @@ def twin_text(tokenizer: Any, case: Case, position: str = "prompt_end", think: s
 
 def twin_pairs(
     cases: Sequence[Case],
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     position: str = "prompt_end",
     think: str = "",
     max_pairs: int | None = None,

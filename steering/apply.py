@@ -57,6 +57,7 @@ from torch import nn
 from toolprior.decision_point import decision_tokens
 from toolprior.forward_contract import cached_length
 from toolprior.generation_batch import GenerationBatch
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import decoder_layers
 from toolprior.probes.hook_points import first_tensor
 from toolprior.steering.layer_vectors import LayerVectors
@@ -67,7 +68,7 @@ from toolprior.stop_tokens import stop_token_ids
 # ------------------------------------------------------------------------------------------------------ the context
 
 
-def decoder_owner(model: nn.Module) -> nn.Module:
+def decoder_owner(model: CausalLM) -> nn.Module:
     """The module whose direct child is the ModuleList of decoder blocks (LlamaModel, Qwen3Model, ...)."""
     blocks = decoder_layers(model)
     for module in model.modules():
@@ -124,7 +125,7 @@ class Steering:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: CausalLM,
         vector: LayerVectors,
         alpha: Alpha = 1.0,
         *,
@@ -134,7 +135,7 @@ class Steering:
         batch: GenerationBatch | None = None,
         attention_mask: torch.Tensor | None = None,
         layers: Iterable[int] | None = None,
-        tokenizer: Any = None,
+        tokenizer: Tokenizer | None = None,
         rows: torch.Tensor | Sequence[bool] | None = None,
     ) -> None:
         if positions not in POSITIONS:
@@ -196,8 +197,8 @@ class Steering:
                     raise ValueError(f"rows has {self.rows.shape[0]} entries but the batch has {h.shape[0]} rows")
                 mask = mask & self.rows.unsqueeze(1)
             alpha = self.row_alpha(h.shape[0]).to(device=h.device, dtype=h.dtype)
-            self._on_device = (key, mask.to(h.device), alpha, {})
-        _, device_mask, alpha, vectors = self._on_device
+            cached = self._on_device = (key, mask.to(h.device), alpha, {})
+        _, device_mask, alpha, vectors = cached
         if layer not in vectors:
             vectors[layer] = self.vector[layer].to(device=h.device, dtype=h.dtype)
         return steer_hidden(h, vectors[layer], alpha, device_mask, self.operator, self.keep_norm)
@@ -210,7 +211,7 @@ class Steering:
         if self.positions == "generated":
             return True
         decisions = self._prompt_decisions()
-        if self.positions != "from_decision" or decisions is None:
+        if self.positions != "from_decision" or decisions is None or self._prompt_ids is None:
             return False
         last = self._prompt_ids.shape[1] - 1
         return all(decision is None or decision == last for decision in decisions)
@@ -236,7 +237,7 @@ class Steering:
             return None
         tracker = self.new_tracker()
         ids = self._prompt_ids.detach().to("cpu")
-        tracker.begin(tuple(ids.shape), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
+        tracker.begin((ids.shape[0], ids.shape[1]), input_ids=ids, attention_mask=self._prompt_mask.detach().to("cpu"))
         return tracker.decision
 
     def __enter__(self) -> Steering:
@@ -281,7 +282,7 @@ class Steering:
 
 
 def steer(
-    model: nn.Module,
+    model: CausalLM,
     vector: LayerVectors,
     alpha: Alpha = 1.0,
     *,
@@ -291,7 +292,7 @@ def steer(
     batch: GenerationBatch | None = None,
     attention_mask: torch.Tensor | None = None,
     layers: Iterable[int] | None = None,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
     rows: torch.Tensor | Sequence[bool] | None = None,
 ) -> Steering:
     """A context manager that steers `model` with `vector` while it is open (see the module docstring).
@@ -320,7 +321,7 @@ def steer(
 
 
 def steering_factory(
-    model: nn.Module,
+    model: CausalLM,
     vector: LayerVectors,
     alpha: Alpha = 1.0,
     *,
@@ -328,7 +329,7 @@ def steering_factory(
     operator: str | Operator = "add",
     keep_norm: bool = False,
     layers: Iterable[int] | None = None,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
 ) -> Callable[[GenerationBatch], Steering]:
     """A `steer=` for `evals.generation.generate` / `evals.harness.evaluate`: batch -> steering context.
 

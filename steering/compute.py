@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.probes.capture import capture_cases
 from toolprior.probes.fit import fit_probe
 from toolprior.probes.hook_points import hook_name
@@ -278,8 +279,8 @@ def capture_for_vector(
 
 
 def compute_from_cases(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     layers: Sequence[int],
     method: str = "mean_diff",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from toolprior.errors import InputError
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.probes.backends.hooks_backend import recording
 from toolprior.probes.batching import Batch, model_device
 from toolprior.probes.capture import capture_cases
@@ -83,16 +84,16 @@ class ConditionalSteering:
     positions: str = "all"
     operator: str | Operator = "add"
     keep_norm: bool = False
-    tokenizer: Any = None
+    tokenizer: Tokenizer | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def p_clarify(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def p_clarify(self, model: CausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B] the probe's p(clarify) of each prompt row."""
         x = prompt_end_features(model, input_ids, attention_mask, self.layer)
         proba = torch.as_tensor(self.probe.predict_proba(x.cpu()))
         return proba[:, 1].to(torch.float32) if proba.dim() == 2 else proba.to(torch.float32)
 
-    def context(self, model: Any, batch: GenerationBatch, log: list[dict[str, Any]] | None = None) -> Steering:
+    def context(self, model: CausalLM, batch: GenerationBatch, log: list[dict[str, Any]] | None = None) -> Steering:
         """The steering context of one generation batch: gate first, then steer the rows it lets through."""
         p = self.p_clarify(model, batch.input_ids, batch.attention_mask)
         rows = p >= self.threshold
@@ -113,7 +114,9 @@ class ConditionalSteering:
             rows=rows,
         )
 
-    def factory(self, model: Any, log: list[dict[str, Any]] | None = None) -> Callable[[GenerationBatch], Steering]:
+    def factory(
+        self, model: CausalLM, log: list[dict[str, Any]] | None = None
+    ) -> Callable[[GenerationBatch], Steering]:
         """A `steer=` for `evals.generation.generate` / `evals.harness.evaluate`. With `log`, each prompt's gate
         decision is appended ({"row", "p_clarify", "steered"}; row = the prompt's index in that call)."""
 
@@ -124,8 +127,8 @@ class ConditionalSteering:
 
 
 def fit_conditional(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     vector: SteeringVector,
     *,
     layer: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.probes.capture import capture
 from toolprior.probes.hook_points import hook_name
 from toolprior.steering.compute import Groups, vector_from_groups
@@ -21,8 +22,8 @@ from toolprior.steering.vector import SteeringVector, vector_meta
 
 
 def vector_from_pairs(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     pairs: Sequence[tuple[str, str]],
     layers: Sequence[int],
     *,

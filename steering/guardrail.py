@@ -31,6 +31,7 @@ from toolprior.chat_template import render_prompt
 from toolprior.evals.generation import generate
 from toolprior.evals.harness import HarnessConfig
 from toolprior.evals.verdicts import verdict_for
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.output_format import THINK_CLOSE, THINK_OPEN, parse_turn
 from toolprior.think_judge import RuleThinkJudge
 
@@ -112,8 +113,8 @@ def guard_outputs(
 
 
 def guardrail_evaluate(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     config: HarnessConfig | None = None,
     *,

@@ -109,6 +109,8 @@ class LlamaCpp:
         from cffi import FFI
 
         bindings, self.lib = load_library()
+        if bindings.__file__ is None:  # a namespace package: no folder to find libggml-base in
+            raise LlamaCppUnavailable(f"the llama.cpp bindings {bindings.__name__} have no file")
         self.ffi = bindings.ffi
         if quiet:
             self.lib.llama_log_set(_quiet_log(self.ffi), self.ffi.NULL)

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
+from toolprior.model_protocols import CausalLM
 from toolprior.modeling import decoder_layers
 from toolprior.nnsight_guard import restoring_instance_attrs
 from toolprior.probes.hook_points import first_tensor, module_path
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def _wrapped(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
+def _wrapped(model: CausalLM, tokenizer: Any) -> Iterator[Any]:
     # lazy: nnsight is an optional backend
     from nnsight.modeling.transformers import TransformersModel
     from transformers.utils import logging as hf_logging
@@ -53,7 +53,7 @@ def _wrapped(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
             yield wrapped
 
 
-def _intervene(wrapped: Any, model: nn.Module, steering: Steering) -> None:
+def _intervene(wrapped: Any, model: CausalLM, steering: Steering) -> None:
     """The body run at each forward pass: feed the tracker from the owner's inputs, then edit each block."""
     tracker = steering.tracker
     assert tracker is not None
@@ -68,7 +68,7 @@ def _intervene(wrapped: Any, model: nn.Module, steering: Steering) -> None:
 
 
 def _steering(
-    model: nn.Module,
+    model: CausalLM,
     vector: SteeringVector,
     alpha: Alpha,
     attention_mask: torch.Tensor | None,
@@ -80,7 +80,7 @@ def _steering(
 
 
 def nnsight_generate(
-    model: nn.Module,
+    model: CausalLM,
     tokenizer: Any,
     vector: SteeringVector,
     alpha: Alpha = 1.0,
@@ -122,7 +122,7 @@ def nnsight_generate(
 
 
 def nnsight_forward(
-    model: nn.Module,
+    model: CausalLM,
     tokenizer: Any,
     vector: SteeringVector,
     alpha: Alpha = 1.0,

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from toolprior.atomic import atomic_write_text
 from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.evals.scoring import score
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import decoder_layers
 from toolprior.steering.apply import steering_factory
 from toolprior.steering.conditional import refuse_held_out
@@ -218,8 +219,8 @@ def run_alphas(
 
 
 def sweep(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     vector: SteeringVector,
     layers: Sequence[int],
@@ -319,8 +320,8 @@ def other_layers(n_layers: int, layer: int, count: int = 1, seed: int = 0) -> li
 
 
 def controls(
-    model: Any,
-    tokenizer: Any,
+    model: CausalLM,
+    tokenizer: Tokenizer,
     cases: Sequence[Case],
     vector: SteeringVector,
     layer: int,

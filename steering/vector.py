@@ -45,6 +45,7 @@ from toolprior.chat_template import template_hash
 from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
 from toolprior.fingerprint import model_fingerprint
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import decoder_layers
 from toolprior.steering.apply import Steering, steer
 
@@ -187,7 +188,7 @@ class SteeringVector:
 
     # ------------------------------------------------------------------------------------------------ apply
 
-    def apply(self, model: Any, alpha: float | torch.Tensor = 1.0, **kwargs: Any) -> Steering:
+    def apply(self, model: CausalLM, alpha: float | torch.Tensor = 1.0, **kwargs: Any) -> Steering:
         """`steering.apply.steer(model, self, alpha, **kwargs)`: a context manager whose hooks come out on exit."""
         return steer(model, self, alpha, **kwargs)
 
@@ -230,7 +231,9 @@ class SteeringVector:
         return folder
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], model: Any = None, tokenizer: Any = None) -> SteeringVector:
+    def load(
+        cls, path: str | os.PathLike[str], model: CausalLM | None = None, tokenizer: Tokenizer | None = None
+    ) -> SteeringVector:
         """Read a saved vector. With `model`, refuse (InputError) one whose hidden size, layer count or
         fingerprint is not the vector's; with `tokenizer`, one whose chat template hash is not the vector's."""
         target = Path(path)
@@ -243,7 +246,7 @@ class SteeringVector:
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike[str], model: Any = None, tokenizer: Any = None
+        cls, directory: str | os.PathLike[str], model: CausalLM | None = None, tokenizer: Tokenizer | None = None
     ) -> SteeringVector:
         """Read a `save_pretrained` folder, with the same model and tokenizer checks as `load`."""
         folder = Path(directory)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
+from toolprior.model_protocols import CausalLM
 
 
-def text_config(model: nn.Module) -> Any:
+def text_config(model: CausalLM) -> Any:
     """The config that describes the decoder stack (multimodal models keep it under `text_config`)."""
     config = getattr(model, "config", None)
     if config is None:

@@ -10,9 +10,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from toolprior.decoder_config import text_config
+from toolprior.model_protocols import CausalLM
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _tensor_digest(h: Any, tensor: torch.Tensor, max_elems: int = 65536) -> None
     h.update(flat.numpy().tobytes())
 
 
-def model_fingerprint(model: nn.Module) -> Fingerprint:
+def model_fingerprint(model: CausalLM) -> Fingerprint:
     """A stable identity for base weights + adapter. Hashes the config and a sample of every parameter (the first
     64k values of each), so it is cheap on a 4B model yet changes when any weight matrix or LoRA adapter changes.
     Quantised and unquantised loads of the same base differ, because their stored weights differ."""

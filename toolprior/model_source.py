@@ -182,7 +182,8 @@ def prepare_smollm2(force: bool = False) -> Path:
 
         # Loaded as `toolprior.modeling.load_model(work)` loads it (float32, on the CPU), which this module cannot
         # import: modeling resolves `smollm2` by calling prepare_smollm2.
-        model = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).to("cpu").eval()
+        # transformers declares `to` with @wraps(nn.Module.to), whose type takes the model as its first argument
+        model = AutoModelForCausalLM.from_pretrained(work, dtype=torch.float32).to("cpu").eval()  # type: ignore[arg-type]
         fingerprint = replace(model_fingerprint(model), name_or_path=str(target))
         source = {
             "wheel": f"{WHEEL}=={WHEEL_VERSION}",

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from toolprior.decoder_config import text_config
 from toolprior.errors import InputError, Problem
 from toolprior.model_options import DTYPE_NAMES, QUANTIZE
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.model_source import prepare_smollm2
 from toolprior.organism import organism_base_path
 
@@ -67,9 +68,12 @@ def resolve_model_path(model: str | os.PathLike[str]) -> Path:
 
 
 def load_tokenizer(model: str | os.PathLike[str], trust_remote_code: bool = False) -> Any:
-    """The tokenizer stored with a model (left padding, so batched generation and capture line up at the end)."""
+    """The tokenizer stored with a model (left padding, so batched generation and capture line up at the end).
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+    A `Tokenizer` (`toolprior.model_protocols`, which mypy checks transformers' tokenizer classes against here),
+    returned untyped because training also saves it and adds tokens to it."""
+
+    tokenizer: Tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
     return _left_padded(tokenizer)
 
 
@@ -97,6 +101,9 @@ def load_model(
     quantize: "none" or "nf4" (bitsandbytes 4-bit, double quant; runs on CPU here and on CUDA).
     adapter: a PEFT adapter folder applied on top (trainable only if `trainable_adapter`).
     quant_storage: dtype the packed NF4 weights are stored in ("bfloat16" for FSDP-QLoRA, which shards them).
+
+    A `CausalLM` (`toolprior.model_protocols`, which mypy checks transformers' and PEFT's model classes against
+    here), returned untyped because training also hands it to what wants those classes (get_peft_model, trainers).
     """
 
     path = resolve_model_path(model)
@@ -109,16 +116,18 @@ def load_model(
         kwargs["device_map"] = {"": device}
     elif quantize not in QUANTIZE:
         raise InputError(f"unknown quantize {quantize!r}; expected one of {', '.join(QUANTIZE)}")
-    loaded = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantize == "none":
-        loaded = loaded.to(device)
+        # transformers declares `to` with @wraps(nn.Module.to), whose type takes the model as its first argument
+        base = base.to(device)  # type: ignore[arg-type]
+    loaded: CausalLM = base
     if adapter is not None:
         adapter_path = Path(adapter)
         if not (adapter_path / "adapter_config.json").is_file():
             raise InputError(
                 Problem(str(adapter_path), None, None, "not a PEFT adapter folder (no adapter_config.json)")
             )
-        loaded = PeftModel.from_pretrained(loaded, adapter_path, is_trainable=trainable_adapter)
+        loaded = PeftModel.from_pretrained(base, adapter_path, is_trainable=trainable_adapter)
     loaded.eval()
     return loaded
 
@@ -131,7 +140,7 @@ def load_agent(
     dtype: str = "float32",
     device: str | None = None,
     trust_remote_code: bool = False,
-) -> tuple[Any, Any]:
+) -> tuple[CausalLM, Tokenizer]:
     """(model, tokenizer) of an agent: the base model with its adapter on top (see `load_model`). The tokenizer
     saved with the adapter wins when there is one (fine-tuning may have added the format tokens)."""
     loaded = load_model(
@@ -143,7 +152,7 @@ def load_agent(
     return loaded, _left_padded(AutoTokenizer.from_pretrained(adapter, trust_remote_code=trust_remote_code))
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: CausalLM) -> nn.ModuleList:
     """The ModuleList of decoder blocks, wherever the architecture keeps it (model.layers, language_model.layers,
     transformer.h, through PEFT wrappers). Found by shape, not by a table of names, so new architectures work."""
     n_layers = getattr(text_config(model), "num_hidden_layers", None)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from torch import nn
+from toolprior.model_protocols import CausalLM
 
 
 @contextlib.contextmanager
-def restoring_instance_attrs(model: nn.Module) -> Iterator[None]:
+def restoring_instance_attrs(model: CausalLM) -> Iterator[None]:
     """Undo the instance attributes (nnsight's `forward` controller and its state) modules gain during the block."""
     before = {id(m): set(m.__dict__) for m in model.modules()}
     try:

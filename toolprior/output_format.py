@@ -143,7 +143,8 @@ def _tool_schema(tool: ToolLike) -> tuple[str | None, Mapping[str, Any]]:
     if isinstance(tool, ToolSpec):
         return tool.name, tool.parameters if isinstance(tool.parameters, Mapping) else {}
     if isinstance(tool, Mapping):
-        inner = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
+        function = tool.get("function")
+        inner = function if isinstance(function, Mapping) else tool
         name = inner.get("name")
         params = inner.get("parameters")
         return (name if isinstance(name, str) else None), (params if isinstance(params, Mapping) else {})

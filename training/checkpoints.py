@@ -102,7 +102,7 @@ def keep_4bit_layout_for_training(model: Any) -> None:
 def train_or_finish(trainer: Any, last: str | None) -> float | None:
     """Train from `last` (a checkpoint, or None for a fresh run) and return the training loss; a run killed after
     its training had ended but before its adapter was written only restores that checkpoint (None: no loss)."""
-    if stopped_at(last, trainer.args) is not None:
+    if last is not None and stopped_at(last, trainer.args) is not None:
         finish_from_checkpoint(trainer, last)
         return None
     output = trainer.train(resume_from_checkpoint=last)

@@ -58,7 +58,7 @@ def train_dpo(config: DPORunConfig) -> PreferenceResult:
         # No ref_model and no peft_config: TRL copies the loaded SFT adapter into a frozen "ref" adapter, so the
         # reference is base + SFT adapter.
         trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer)
-        if "ref" not in trainer.model.peft_config:
+        if "ref" not in getattr(trainer.model, "peft_config", {}):
             raise RuntimeError("DPOTrainer made no 'ref' adapter: the reference would be the bare base model")
         return trainer
 

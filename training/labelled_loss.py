@@ -37,6 +37,8 @@ def labelled_positions_trainer() -> type:
         def compute_loss(
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
+            if self.model is None:  # set by __init__, or by train() from a model_init, before any loss
+                raise RuntimeError("compute_loss ran before the trainer had a model")
             mode = "train" if self.model.training else "eval"
             lm = _causal_lm(model)
             backbone = getattr(lm, lm.base_model_prefix)

@@ -4,14 +4,14 @@ preflight (training.preflight) measures a config's reach against."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from torch import nn
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.pytorch_utils import Conv1D
 
 if TYPE_CHECKING:
-    from torch import nn
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
 # Parents that only group matrices (attention, MLP); a matrix directly under them is named by its leaf alone.
 CONTAINERS = frozenset(
@@ -69,7 +69,7 @@ def base_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def is_tuner_layer(module: nn.Module) -> bool:
+def is_tuner_layer(module: nn.Module) -> TypeGuard[BaseTunerLayer]:
     # lazy: PEFT loads only when a model is adapted or checked, not when a config is read
     from peft.tuners.tuners_utils import BaseTunerLayer
 

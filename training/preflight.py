@@ -44,7 +44,7 @@ import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import nn
 
@@ -68,7 +68,7 @@ from toolprior.training.preflight_report import (
 )
 
 if TYPE_CHECKING:
-    from torch import nn
+    from transformers import PreTrainedModel
 
 # Table order for well-known kinds (attention, DeltaNet, MLP); other kinds follow in model order.
 _ROW_ORDER = (
@@ -119,7 +119,10 @@ def effective_lora_config(model: nn.Module, lora_config: Any) -> Any:
             get_model_conversion_mapping,
         )
 
-        convert_peft_config_for_transformers(config, model=base, conversions=get_model_conversion_mapping(base))
+        # a module with a transformers config (model_type) is a transformers model
+        transformers_model = cast("PreTrainedModel", base)
+        conversions = get_model_conversion_mapping(transformers_model)
+        convert_peft_config_for_transformers(config, model=base, conversions=conversions)
     return _maybe_include_all_linear_layers(config, base)
 
 
@@ -153,10 +156,10 @@ def _match(model: nn.Module, config: Any) -> _Matches:
     from peft.utils.other import get_pattern_key
 
     base = base_model(model)
-    rank_pattern = getattr(config, "rank_pattern", None) or {}
+    rank_pattern: dict[str, int] = getattr(config, "rank_pattern", None) or {}
 
     def rank(key: str) -> int:
-        return rank_pattern.get(get_pattern_key(rank_pattern.keys(), key), config.r)
+        return rank_pattern.get(get_pattern_key(list(rank_pattern), key), config.r)
 
     modules: dict[str, tuple[str, int | None]] = {}
     adapter_prefixes: list[str] = []
@@ -213,7 +216,7 @@ def _resolve(inventory: list[LinearModule], matches: _Matches) -> tuple[set[str]
 
 def preflight(
     model: nn.Module,
-    target_modules: str | list[str],
+    target_modules: str | list[str] | None,
     r: int,
     exclude_modules: str | list[str] | None = None,
     target_parameters: list[str] | None = None,

@@ -70,7 +70,7 @@ class PreflightReport:
     model_type: str | None
     num_layers: int
     layer_types: dict[str, int]
-    target_modules: str | list[str]
+    target_modules: str | list[str] | None
     target_parameters: list[str] | None
     exclude_modules: str | list[str] | None
     r: int

@@ -170,7 +170,8 @@ def tiny_config(arch: str) -> PretrainedConfig:
         # lazy: architectures a given transformers release may lack are imported where they are built
         from transformers import Qwen3MoeConfig
 
-        return Qwen3MoeConfig(
+        # huggingface_hub's @strict config takes extra keywords (head_dim here) that its typed __init__ omits
+        return Qwen3MoeConfig(  # type: ignore[call-arg]
             vocab_size=_VOCAB,
             hidden_size=_HIDDEN,
             intermediate_size=128,
@@ -218,7 +219,8 @@ def full_size_config(name: str) -> PretrainedConfig:
         from transformers.models.gemma4 import Gemma4TextConfig
 
         pattern = ["sliding_attention"] * 5 + ["full_attention"]
-        return Gemma4TextConfig(
+        # huggingface_hub's @strict config takes extra keywords (the global heads here) that its typed __init__ omits
+        return Gemma4TextConfig(  # type: ignore[call-arg]
             vocab_size=262144,
             hidden_size=5376,
             intermediate_size=21504,

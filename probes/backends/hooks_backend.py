@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolprior.model_protocols import CausalLM
 from toolprior.modeling import decoder_layers
 from toolprior.probes.batching import Batch, Runner, model_device
 from toolprior.probes.hook_points import HookPoint, Read, parse_hook_name, resolve
@@ -37,7 +38,7 @@ class _State:
 
 
 @contextlib.contextmanager
-def recording(model: nn.Module, hook_points: Sequence[str | HookPoint], stop_early: bool = True) -> Iterator[Runner]:
+def recording(model: CausalLM, hook_points: Sequence[str | HookPoint], stop_early: bool = True) -> Iterator[Runner]:
     """Forward hooks on every module the hook points name, for as long as the block lasts; yields a runner that
     takes a `Batch` and returns {hook name: value at the batch's positions}. The hooks come out on exit, whatever
     happens inside.

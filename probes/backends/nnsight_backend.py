@@ -24,9 +24,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-from torch import nn
 from transformers.utils import logging as hf_logging
 
+from toolprior.model_protocols import CausalLM
 from toolprior.nnsight_guard import restoring_instance_attrs
 from toolprior.probes.batching import Batch, Runner, model_device
 from toolprior.probes.hook_points import HookPoint, first_tensor, module_path, parse_hook_name, resolve, split_heads
@@ -43,7 +43,7 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def nnsight_runner(model: nn.Module, tokenizer: Any, hook_points: Sequence[str | HookPoint]) -> Iterator[Runner]:
+def nnsight_runner(model: CausalLM, tokenizer: Any, hook_points: Sequence[str | HookPoint]) -> Iterator[Runner]:
     """A runner reading `hook_points` through nnsight, open for the block (see the module docstring)."""
     try:
         import nnsight  # lazy: optional, heavy; only for this backend

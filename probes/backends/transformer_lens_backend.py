@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolprior.model_protocols import CausalLM
 from toolprior.probes.batching import Batch, Runner, model_device
 from toolprior.probes.hook_points import HookPoint, Read, first_tensor, parse_hook_name, resolve, split_heads
 
@@ -56,7 +57,7 @@ class _Snapshot:
     attn: dict[int, Any]
 
 
-def _snapshot(model: nn.Module) -> _Snapshot:
+def _snapshot(model: CausalLM) -> _Snapshot:
     modules = [(m, {k: dict(v) for k, v in _tables(m).items()}, dict(m.__dict__)) for m in model.modules()]
     attn: dict[int, Any] = {}
     for m in model.modules():
@@ -83,7 +84,7 @@ def _restore(snapshot: _Snapshot) -> None:
         config._attn_implementation = value
 
 
-def _bridge_target(model: nn.Module) -> nn.Module:
+def _bridge_target(model: CausalLM) -> CausalLM:
     """The model the bridge wraps: a PEFT model's base model (LoRA layers included), else the model itself."""
     get_base = getattr(model, "get_base_model", None)
     if callable(get_base) and type(model).__module__.startswith("peft"):
@@ -91,7 +92,7 @@ def _bridge_target(model: nn.Module) -> nn.Module:
     return model
 
 
-def _float_dtype(model: nn.Module) -> torch.dtype:
+def _float_dtype(model: CausalLM) -> torch.dtype:
     for p in model.parameters():
         if p.is_floating_point():
             return p.dtype
@@ -99,7 +100,7 @@ def _float_dtype(model: nn.Module) -> torch.dtype:
 
 
 @contextlib.contextmanager
-def bridged(model: nn.Module, tokenizer: Any) -> Iterator[Any]:
+def bridged(model: CausalLM, tokenizer: Any) -> Iterator[Any]:
     """A TransformerBridge over `model` for the block; the model is restored on exit (see the module docstring)."""
     try:
         import transformer_lens.model_bridge.sources  # noqa: F401  # lazy: optional, heavy; attaches boot_*
@@ -165,7 +166,7 @@ def _component_hooks(bridge: Any) -> dict[int, str]:
 
 @contextlib.contextmanager
 def transformer_lens_runner(
-    model: nn.Module, tokenizer: Any, hook_points: Sequence[str | HookPoint]
+    model: CausalLM, tokenizer: Any, hook_points: Sequence[str | HookPoint]
 ) -> Iterator[Runner]:
     """A runner reading `hook_points` through a TransformerBridge, open for the block (see the module docstring)."""
     points = sorted({parse_hook_name(p) for p in hook_points}, key=lambda p: p.fire_order)

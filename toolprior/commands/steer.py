@@ -14,6 +14,7 @@ from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_case_files
 from toolprior.errors import InputError, Problem
 from toolprior.evals.harness import HarnessConfig
+from toolprior.model_protocols import CausalLM, Tokenizer
 from toolprior.modeling import load_agent
 from toolprior.steering.compute import capture_for_vector, compute_from_cases, groups_for, paired_differences
 from toolprior.steering.conditional import refuse_held_out
@@ -25,7 +26,7 @@ from toolprior.steering.sweep import sweep as sweep_settings
 from toolprior.steering.vector import SteeringVector
 
 
-def _load_agent(args: argparse.Namespace) -> tuple[Any, Any]:
+def _load_agent(args: argparse.Namespace) -> tuple[CausalLM, Tokenizer]:
     """The agent of --model, --adapter, --quantize, --dtype and --trust-remote-code."""
     return load_agent(
         args.model,

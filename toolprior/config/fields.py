@@ -82,7 +82,7 @@ def about(help: str, **constraints: Any) -> dict[str, Any]:
 
 def field_help(cls: type) -> dict[str, str]:
     """Each field of dataclass `cls` with the help text its metadata carries ("" where it has none)."""
-    return {f.name: str((f.metadata or {}).get("help", "")) for f in dataclasses.fields(cls)}
+    return {f.name: str(f.metadata.get("help", "")) for f in dataclasses.fields(cls)}
 
 
 def max_steps_rule(value: Any) -> str | None:

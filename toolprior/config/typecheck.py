@@ -70,9 +70,9 @@ def convert_value(value: Any, hint: Any, where: str, out: list[tuple[str, str]])
         candidates = [a for a in args if a is not type(None) and _shape_fits(value, a)]
         for arm in candidates:
             trial: list[tuple[str, str]] = []
-            converted = convert_value(value, arm, where, trial)
+            fitted = convert_value(value, arm, where, trial)
             if not trial:
-                return converted
+                return fitted
         if len(candidates) == 1:  # one arm has the value's shape: its precise message (e.g. which element)
             return convert_value(value, candidates[0], where, out)
         out.append((where, f"expected {_hint_name(hint)}, got {show_value(value)}"))
@@ -91,8 +91,8 @@ def convert_value(value: Any, hint: Any, where: str, out: list[tuple[str, str]])
         if not isinstance(value, (list, tuple)):
             out.append((where, f"expected a list ({_hint_name(hint)}), got {show_value(value)}"))
             return value
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        element = args[0] if len(args) == 1 else Any
+        elements = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        element = elements[0] if len(elements) == 1 else Any
         return [convert_value(v, element, f"{where}[{i}]", out) for i, v in enumerate(value)]
     if _is_dict(hint):
         if not isinstance(value, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from toolprior.actions import Action
 from toolprior.cases import GoldTurn, Message, ToolCall, ToolSpec
@@ -118,6 +118,16 @@ def call_slots(calls: Sequence[ToolCall], id_arg: str) -> dict[str, Any]:
     tools = list(dict.fromkeys(c.name for c in calls))
     args = list(dict.fromkeys(str(c.arguments.get(id_arg, next(iter(c.arguments.values()), ""))) for c in calls))
     return {"tool": " and ".join(tools), "args": " and ".join(args)}
+
+
+class SceneArgs(TypedDict):
+    """The `make_draft` keyword arguments that the branches of one builder share, passed as `**common`."""
+
+    system: SystemSpec
+    listed: Sequence[Entity]
+    user: Utterance
+    tools: Sequence[ToolSpec]
+    history: Sequence[Message]
 
 
 def make_draft(

@@ -18,6 +18,7 @@ from toolprior.training.benchmark.domains.model import Intent
 from toolprior.training.benchmark.draft import Draft
 from toolprior.training.benchmark.kinds.base import (
     KindContext,
+    SceneArgs,
     assistant_turn,
     call_slots,
     cand_slots,
@@ -339,7 +340,8 @@ def build_reply(
     draft = make_draft(
         kc, sc, kind=kind, action=Action.CALL_TOOL, system=spec, listed=cands, user=utt, tools=tools, think=think,
         calls=calls, history=history, difficulty="hard" if variant == "attr" else "medium",
-        meta={"matching_ids": [target.id]}, registers=("reply_attr", recipe) if variant == "attr" else None,
+        meta={"matching_ids": [target.id]},
+        registers=("reply_attr", recipe) if variant == "attr" and recipe is not None else None,
     )  # fmt: skip
     return draft, recipe
 
@@ -448,7 +450,7 @@ def build_error(kc: KindContext, *, kind: str, variant: str) -> Draft:
         lt = sc.d.list_tool
         tools_must.append(lt.tool)
     tools = sc.tools(tools_must)
-    common = dict(system=sc.system(), listed=tg.listed, user=utt, tools=tools, history=history, tool_mode=mode)
+    common = SceneArgs(system=sc.system(), listed=tg.listed, user=utt, tools=tools, history=history)
     if variant in ("retry", "alternate"):
         if variant == "retry":
             calls = [call]
@@ -470,6 +472,7 @@ def build_error(kc: KindContext, *, kind: str, variant: str) -> Draft:
             think=think,
             calls=calls,
             difficulty="medium",
+            tool_mode=mode,
             **common,
         )
     slots.update(tool=intent.tool, k="two")
@@ -477,7 +480,7 @@ def build_error(kc: KindContext, *, kind: str, variant: str) -> Draft:
     content = sc.content("escalate_failure" if variant == "failure" else "escalate_forbidden", slots)
     return make_draft(
         kc, sc, user_first=True, kind=kind, action=Action.ESCALATE, think=think, content=content, difficulty="medium",
-        meta={"team": sc.d.owner_team}, **common,
+        tool_mode=mode, meta={"team": sc.d.owner_team}, **common,
     )  # fmt: skip
 
 
@@ -513,19 +516,17 @@ def build_loop(kc: KindContext, *, kind: str, escalate: bool) -> Draft:
     for i in range(k):
         history.append(_call_turn(sc, [tg.part] if i == 0 else ["recheck"], [call], slots))
         history.append(sc.tool_message(intent.tool, payload))
-    common = dict(
-        system=sc.system(), listed=tg.listed, user=utt, tools=sc.tools([intent.tool]), history=history,
-        difficulty="hard", meta={"repeats": k},
-    )  # fmt: skip
+    common = SceneArgs(system=sc.system(), listed=tg.listed, user=utt, tools=sc.tools([intent.tool]), history=history)
     if escalate:
         think = sc.think(["stuck"], "escalate", slots)
         content = sc.content("escalate_stuck", slots)
-        common["meta"] = {"repeats": k, "team": sc.d.owner_team}
         return make_draft(
-            kc, sc, user_first=True, kind=kind, action=Action.ESCALATE, think=think, content=content, **common
-        )
+            kc, sc, user_first=True, kind=kind, action=Action.ESCALATE, think=think, content=content,
+            difficulty="hard", meta={"repeats": k, "team": sc.d.owner_team}, **common,
+        )  # fmt: skip
     think = sc.think(["loop"], "answer_directly", slots)
     content = sc.content("answer_loop", slots)
     return make_draft(
-        kc, sc, user_first=True, kind=kind, action=Action.ANSWER_DIRECTLY, think=think, content=content, **common
-    )
+        kc, sc, user_first=True, kind=kind, action=Action.ANSWER_DIRECTLY, think=think, content=content,
+        difficulty="hard", meta={"repeats": k}, **common,
+    )  # fmt: skip

@@ -114,12 +114,12 @@ def build_call(
     calls = calls_for(sc, intents, extras, tg.targets)
     must = [i.tool for i in intents] + (extra_tools(sc) if extra_tools else [])
     tools = sc.tools(must)
-    writes = [t.name for t in tools if t.name in {i.tool for i in sc.d.write_intents}]
+    write_tools = [t.name for t in tools if t.name in {i.tool for i in sc.d.write_intents}]
     slots = {
         **tg.slots(),
         **call_slots(calls, sc.d.id_arg),
         "gist": gist(intents),
-        "write_tool": writes[0] if writes else "a write tool",
+        "write_tool": write_tools[0] if write_tools else "a write tool",
     }
     think = sc.think([tg.part, *parts], "call_tool", slots)
     registers = None
