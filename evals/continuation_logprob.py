@@ -2,9 +2,10 @@
 such as When2Call's (each candidate answer scored by the model, the most likely one taken as its choice).
 
 The prompt and the continuation are tokenized apart and concatenated, as lm-evaluation-harness does, so a
-continuation's tokens do not depend on where the prompt happens to end. Rows are right-padded: in a causal model a
-token sees only what is before it, so padding after a row's end changes none of its logits and positions stay
-0..n-1 without position ids.
+continuation's tokens do not depend on where the prompt happens to end. Rows are left-padded, with position ids
+counted from each row's first real token, so every row's continuation ends at the batch's last position and the LM
+head runs on the last (longest continuation + 1) positions only (`logits_to_keep`): on a 49k-word vocabulary the
+full logits of a batch of long tool prompts are gigabytes, and most of the compute.
 """
 
 from __future__ import annotations
@@ -68,15 +69,19 @@ def continuation_logprobs(
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for j, seq in enumerate(seqs):
-            ids[j, : len(seq)] = torch.tensor(seq)
-            mask[j, : len(seq)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            ids[j, width - len(seq) :] = torch.tensor(seq)
+            mask[j, width - len(seq) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        keep = max(len(rows[i][1]) for i in batch) + 1
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device), "position_ids": positions.to(device)}
+        logits = model(**inputs, logits_to_keep=keep).logits.float()
+        if logits.shape[1] != keep:  # a model without logits_to_keep: every position came back
+            logits = logits[:, -keep:]
         logp = torch.log_softmax(logits, dim=-1)
         for j, i in enumerate(batch):
-            head, tail = rows[i]
-            # the token at position p is predicted by the logits at p - 1
-            positions = torch.arange(len(head) - 1, len(head) + len(tail) - 1, device=logp.device)
-            targets = torch.tensor(tail, device=logp.device)
-            total = logp[j, positions, targets].sum().item()
+            tail = rows[i][1]
+            # kept index keep-1 is the last position; the token at kept index q is predicted by the logits at q - 1
+            at = torch.arange(keep - len(tail) - 1, keep - 1, device=logp.device)
+            total = logp[j, at, torch.tensor(tail, device=logp.device)].sum().item()
             scores[i] = ContinuationScore(logprob=total, tokens=len(tail))
     return [s for s in scores if s is not None]
