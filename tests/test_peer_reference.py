@@ -32,7 +32,7 @@ import steering_vectors
 import torch
 
 from tests.conftest import make_tiny_qwen3, recorded
-from toolprior.experiments.bench import import_repeng, repeng_control
+from toolprior.experiments.bench_peers import import_repeng, repeng_control
 from toolprior.modeling import decoder_layers
 from toolprior.probes.batching import pad_left
 from toolprior.steering.apply import steer
