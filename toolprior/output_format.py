@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from toolprior.actions import ACTION_TAGS, TAG_ACTIONS, Action
+from toolprior.case_schema import json_type_name
 from toolprior.cases import GoldTurn, ToolCall, ToolSpec
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -111,20 +112,6 @@ def _strip_end(text: str) -> str:
     return text[:cut]
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
-
-
 def _decode_json(src: str) -> tuple[Any, str | None]:
     """(value, None) or (None, error message)."""
     try:
@@ -174,7 +161,7 @@ def check_call(call: ToolCall, tools: Sequence[ToolLike], label: str = "tool_cal
 def _call_from_object(obj: Any, label: str, problems: list[str]) -> ToolCall | None:
     """The project's call object `{"name": str, "arguments": {...}}`; anything else is a problem."""
     if not isinstance(obj, dict):
-        problems.append(f"{label}: expected a JSON object, got {_json_type(obj)}")
+        problems.append(f"{label}: expected a JSON object, got {json_type_name(obj)}")
         return None
     name = obj.get("name")
     if not isinstance(name, str) or not name:
@@ -186,7 +173,7 @@ def _call_from_object(obj: Any, label: str, problems: list[str]) -> ToolCall | N
         problems.append(f'{label}: missing "arguments" (taken as {{}})')
         args = {}
     if not isinstance(args, dict):
-        problems.append(f'{label}: "arguments" must be an object, got {_json_type(args)}')
+        problems.append(f'{label}: "arguments" must be an object, got {json_type_name(args)}')
         return None
     extra = sorted(k for k in obj if k not in ("name", "arguments"))
     if extra:
@@ -394,7 +381,7 @@ def _foreign_calls(obj: Any, label: str, problems: list[str]) -> list[ToolCall] 
             return []
         args = decoded
     if not isinstance(args, dict):
-        problems.append(f'{label}: "{key}" must be an object, got {_json_type(args)}')
+        problems.append(f'{label}: "{key}" must be an object, got {json_type_name(args)}')
         return []
     return [ToolCall(name=name, arguments=args)]
 
