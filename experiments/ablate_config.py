@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.config import CONFIG_PATH, MODEL_PATH, CheckContext, Origin, check, load_config, to_plain
+from toolprior.config.model_settings import MODEL_SETTINGS
 from toolprior.errors import InputError, Problem
 from toolprior.experiments.study_config import (
-    QUANTIZE,
     SPLITS,
     STEERING_POSITIONS,
     DataSettings,
@@ -50,7 +50,7 @@ class AblationConfig:
     name: str = field(default="ablation", metadata=check(nonempty=True))
     out_dir: str = field(default="runs/ablate", metadata=check(nonempty=True))
     base: str = field(default="organism", metadata=check(path=MODEL_PATH))
-    quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
+    quantize: str = field(default="nf4", metadata=MODEL_SETTINGS["quantize"])
     sft_config: str = field(default="experiments/configs/sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     question: str = ""
     # overrides every arm shares, applied before the arm's own (e.g. a shorter run for a quick look)

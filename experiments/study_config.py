@@ -15,13 +15,12 @@ from typing import Any
 
 from toolprior.actions import HELD_OUT_SPLITS
 from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known, load_config
+from toolprior.config.model_settings import MODEL_SETTINGS
 from toolprior.errors import InputError
 from toolprior.experiments.steering_variants import variant_rule
 from toolprior.model_source import prepared_folder
 from toolprior.organism import organism_base_path
 
-QUANTIZE = known("toolprior.model_options", "QUANTIZE")
-DTYPES = known("toolprior.model_options", "DTYPE_NAMES")
 SPLITS = known("toolprior.actions", "SPLITS")
 POSITION_RULES = known("toolprior.probes.positions", "POSITION_RULES")
 STEERING_METHODS = known("toolprior.steering_names", "METHODS")
@@ -270,8 +269,8 @@ class StudyConfig:
     dpo_set: list[str] = field(default_factory=list)
     adv_sft_config: str = field(default="experiments/configs/adv_sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     adv_sft_set: list[str] = field(default_factory=list)
-    quantize: str = field(default="nf4", metadata=check(choices=QUANTIZE))
-    dtype: str = field(default="float32", metadata=check(choices=DTYPES))  # how eval, probes and steering load
+    quantize: str = field(default="nf4", metadata=MODEL_SETTINGS["quantize"])
+    dtype: str = field(default="float32", metadata=MODEL_SETTINGS["dtype"])  # how eval, probes and steering load
     # fold each adapter into the base weights for generation, vectors and KL (unmerged LoRA layers double a CPU
     # decode step of a small model); the probe stage keeps the adapter apart to read the adapter-off baseline
     merge_adapters: bool = False

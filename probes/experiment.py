@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolprior.actions import HELD_OUT_SPLITS, SPLITS
-from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, check, check_instance, known
+from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, about, check, check_instance, known
+from toolprior.config.model_settings import MODEL_SETTINGS
 from toolprior.modeling import load_agent as load
 
 BASELINES: tuple[str, ...] = ("auto", "base", "random", "none")
@@ -47,14 +48,20 @@ def _c_rule(value: Any) -> str | None:
 
 @dataclass
 class ModelSection:
-    path: str = field(default="organism", metadata=check(path=MODEL_PATH))
-    adapter: str | None = field(default=None, metadata=check(path=INPUT_PATH))
-    # a separate base-model folder for the baseline (else: adapter off, or random init)
-    base: str | None = field(default=None, metadata=check(path=MODEL_PATH))
-    quantize: str = field(default="none", metadata=check(choices=known("toolprior.model_options", "QUANTIZE")))
-    dtype: str = field(default="float32", metadata=check(choices=known("toolprior.model_options", "DTYPE_NAMES")))
-    device: str | None = None
-    trust_remote_code: bool = False
+    """The agent the probes read: `path` (the base, as training's `model.base`) with `adapter` on top."""
+
+    path: str = field(default="organism", metadata=MODEL_SETTINGS["base"])
+    adapter: str | None = field(default=None, metadata=about("the adapter folder on top of `path`", path=INPUT_PATH))
+    base: str | None = field(
+        default=None,
+        metadata=about(
+            "a separate base-model folder for the baseline (else: adapter off, or random init)", path=MODEL_PATH
+        ),
+    )
+    quantize: str = field(default="none", metadata=MODEL_SETTINGS["quantize"])
+    dtype: str = field(default="float32", metadata=MODEL_SETTINGS["dtype"])
+    device: str | None = field(default=None, metadata=MODEL_SETTINGS["device"])
+    trust_remote_code: bool = field(default=False, metadata=MODEL_SETTINGS["trust_remote_code"])
 
 
 @dataclass

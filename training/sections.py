@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolprior.config import INPUT_PATH, MODEL_PATH, CheckContext, about, known, max_steps_rule
+from toolprior.config import INPUT_PATH, CheckContext, about, max_steps_rule
+from toolprior.config.model_settings import MODEL_SETTINGS
 
-QUANTIZE = known("toolprior.model_options", "QUANTIZE")
-DTYPES = known("toolprior.model_options", "DTYPE_NAMES")
 # What `lora.adapter_dtype` may be (see LoraSection): train_sft builds the PEFT model accordingly.
 ADAPTER_DTYPES: tuple[str, ...] = ("float32", "base")
 
@@ -35,17 +34,8 @@ def trainable_tokens_rule(value: Any) -> str | None:
 
 # name -> field metadata (help text and constraints): every shared setting of the training sections, defined once.
 SETTINGS: dict[str, dict[str, Any]] = {
-    # model
-    "base": about("the base model: organism, smollm2, or a local model folder", path=MODEL_PATH),
-    "adapter": about("the SFT adapter folder the run continues from (loaded trainable)", path=INPUT_PATH),
-    "quantize": about("weight quantization of the base (nf4: QLoRA; none: full precision)", choices=QUANTIZE),
-    "dtype": about("compute dtype of the base model", choices=DTYPES),
-    "trust_remote_code": about("let transformers run the model folder's own code"),
-    "device": about("device to load the model on (None: CUDA when available, else CPU)"),
-    "quant_storage": about(
-        "storage dtype of the 4-bit weights; bfloat16 for FSDP-QLoRA (experiments/configs/accelerate_fsdp_qlora.yaml)",
-        choices=DTYPES,
-    ),
+    # model: shared with the probe and study configs (toolprior.config.model_settings)
+    **MODEL_SETTINGS,
     # training: what TRL's trainer configs take under the same names
     "learning_rate": about("peak learning rate of AdamW", gt=0),
     "lr_scheduler_type": about("learning-rate schedule after warmup (transformers' SchedulerType)"),
