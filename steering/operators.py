@@ -56,6 +56,10 @@ def steer_hidden(
     h: [B, T, d]; v: [d]; alpha: [B] (one value per row)."""
     v = v.to(device=h.device, dtype=h.dtype)
     a = alpha.to(device=h.device, dtype=h.dtype).reshape(-1, *([1] * (h.dim() - 1)))
+    if operator is add and not keep_norm:
+        # one fused pass over [B, T, d] instead of three (add, scale, select): h + (alpha where steered, else 0) v;
+        # h + 0 v is h (a -0.0 in h may come back as +0.0, equal as a number)
+        return torch.addcmul(h, a * mask.to(h.device).unsqueeze(-1).to(h.dtype), v)
     new = operator(h, v, a)
     if keep_norm:
         new = new * (h.norm(dim=-1, keepdim=True) / new.norm(dim=-1, keepdim=True).clamp_min(1e-12))

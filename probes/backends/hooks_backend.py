@@ -79,7 +79,8 @@ def recording(model: CausalLM, hook_points: Sequence[str | HookPoint], stop_earl
             state.positions = batch.positions.to(device)
             state.out = {}
             try:
-                with torch.no_grad():
+                # inference mode, not no_grad: 10% less per forward pass on the organism (no version counters)
+                with torch.inference_mode():
                     model(
                         input_ids=batch.input_ids.to(device),
                         attention_mask=batch.attention_mask.to(device),
@@ -93,7 +94,9 @@ def recording(model: CausalLM, hook_points: Sequence[str | HookPoint], stop_earl
             missing = [p.name for p in points if p.name not in state.out]
             if missing:
                 raise RuntimeError(f"hooks did not fire for {', '.join(missing)} (the forward pass skipped them)")
-            return state.out
+            # inference tensors cannot be written in place or join autograd later: hand out ordinary copies (of the
+            # selected positions only, so the copy is small)
+            return {name: value.clone() for name, value in state.out.items()}
 
         yield run
     finally:
