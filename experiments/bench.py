@@ -9,12 +9,10 @@ sweep_cost <= 2.5 (steering the generated tokens, whose sweep shares each case's
 steering every position, which cannot share it, is written beside it as sweep_cost_all_positions). Each ratio is
 written with the two timings it divides, so a reader can check it.
 
-Peers (issue 19), the same run, the same inputs: steering_vs_steering_vectors and steering_vs_repeng (our `steer`
-forward passes / the same forward passes under steering-vectors' `SteeringVector.apply` or repeng's `ControlModel`
-control, same layer, alpha and positions) and capture_vs_steering_vectors (our `capture` / steering-vectors'
-`record_activations` over the same batches), each goal <= 1.0. `bench_peers(model, tokenizer, texts)` runs them on
-any model; `--only peers` runs them alone (into runs/bench/bench_peers.json unless --out says otherwise).
-tests/test_peer_reference.py checks that the three steer to the same outputs where they should.
+On the SmolLM2 organism, the same run (experiments.bench_real): the overhead ratios again (`*_real`), the peers
+(experiments.bench_peers: our `steer` and `capture` against steering-vectors' and repeng's on the same inputs, goals
+<= 1.0), the SFT step against plain TRL (experiments.bench_sft) and the scaling table and plot
+(experiments.bench_scaling). `--only tiny` or `--only real` runs one half.
 """
 
 from __future__ import annotations

@@ -63,12 +63,6 @@ def variant_rule(value: Any) -> str | None:
     return None
 
 
-def rank_point(point: Any) -> tuple[float, float, int]:
-    """`choose`'s order, across variants: more clarify, then the smaller |alpha|, then the earlier layer."""
-    clarify = -1.0 if point.clarify_acc is None else point.clarify_acc
-    return clarify, -abs(point.alpha), -(point.layer or 0)
-
-
 def variant_row(variant: SteeringVariant, result: Any, best: Any) -> dict[str, Any]:
     """A variant's line in the sweep summary: its best point on mine (None when none kept call_tool) and the
     point with the most clarify whatever it cost."""

@@ -25,7 +25,7 @@ from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.experiments.comparison import mean_kl, next_token_distributions
 from toolprior.experiments.organism_adapter import install, verify
 from toolprior.experiments.stages import StageRunner
-from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rank_point, variant_row
+from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, variant_row
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
 from toolprior.experiments.study_probe import stage_probe
@@ -38,7 +38,7 @@ from toolprior.steering.compute import capture_for_vector, compute_from_cases
 from toolprior.steering.conditional import fit_conditional
 from toolprior.steering.guardrail import guardrail_evaluate
 from toolprior.steering.plots import plot_controls, plot_dose_response, plot_heatmap
-from toolprior.steering.sweep import choose, controls, random_control, sweep
+from toolprior.steering.sweep import choose, controls, preference, random_control, sweep
 from toolprior.steering.vector import SteeringVector
 from toolprior.training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
 from toolprior.training.benchmark import write_benchmark
@@ -160,7 +160,8 @@ class Study(StudyRun):
         layers = self.steering_layers(model)
         captured: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
         out: dict[str, Any] = {}
-        for i, variant in enumerate(self.variants()):
+        variants = self.variants()
+        for i, variant in enumerate(variants):
             key = (variant.source, variant.position)
             if key not in captured:
                 cases = self.source_sample() if variant.source == "classes" else self.twin_sample()
@@ -173,7 +174,7 @@ class Study(StudyRun):
                 model, tokenizer, cases, layers, method=variant.method, source=variant.source,
                 position=variant.position, positive="clarify", negative="call_tool", acts=acts,
             )  # fmt: skip
-            if len(self.config.steering.variants) > 1:
+            if len(variants) > 1:
                 vector.save(self.run / "steering" / "variants" / f"{variant.name}.safetensors")
             if i == 0:
                 vector.save(self.run / "steering" / "vector.safetensors")
@@ -225,19 +226,24 @@ class Study(StudyRun):
         layers = self.steering_layers(model)
         out = self.run / "steering"
         variants = self.variants()
+        mine = self.mine_for_sweep()
+        # every variant is swept on the same cases: their unsteered verdicts once, not once a variant
+        baseline = (
+            evaluate(model, tokenizer, mine, config=self.harness(), progress=False) if len(variants) > 1 else None
+        )
         searched: list[tuple[SteeringVariant, Any, Any]] = []
         for variant in variants:
             path = out / "variants" / f"{variant.name}.safetensors" if len(variants) > 1 else out / "vector.safetensors"
             vector = SteeringVector.load(path, model=model, tokenizer=tokenizer)
             result = sweep(
-                model, tokenizer, self.mine_for_sweep(), vector, layers=layers, alphas=s.alphas,
-                config=self.harness(), positions=variant.apply, progress=self.progress,
+                model, tokenizer, mine, vector, layers=layers, alphas=s.alphas, config=self.harness(),
+                positions=variant.apply, progress=self.progress, baseline=baseline,
             )  # fmt: skip
             if len(variants) > 1:
                 atomic_write_text(out / "variants" / f"sweep_{variant.name}.json", json.dumps(result.to_dict()) + "\n")
             searched.append((variant, result, choose(result, min_call_tool=s.min_call_tool)))
         picked = [row for row in searched if row[2] is not None]
-        variant, result, best = max(picked, key=lambda r: rank_point(r[2])) if picked else searched[0]
+        variant, result, best = max(picked, key=lambda r: preference(r[2])) if picked else searched[0]
         if len(variants) > 1:  # the downstream stages read the chosen variant's vector
             shutil.copyfile(out / "variants" / f"{variant.name}.safetensors", out / "vector.safetensors")
         atomic_write_text(out / "sweep.json", json.dumps(result.to_dict(), indent=2) + "\n")
@@ -257,7 +263,7 @@ class Study(StudyRun):
         if best is not None:
             vector = self.vector()
             ctrl = controls(
-                model, tokenizer, self.mine_for_sweep(), vector, best.layer, best.alpha,
+                model, tokenizer, mine, vector, best.layer, best.alpha,
                 seeds=s.random_seeds, config=self.harness(), positions=variant.apply,
             )  # fmt: skip
             atomic_write_text(out / "controls.json", json.dumps(ctrl.to_dict(), indent=2) + "\n")

@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from toolprior.config import load_config
-from toolprior.steering.sweep import score_point
+from toolprior.steering.sweep import MAX_CALL_TOOL_DROP, score_point
 from toolprior.training import SimPORunConfig, train_simpo
-
-MAX_DROP = 0.05
 
 
 class SearchHost(Protocol):
@@ -69,7 +67,7 @@ def stage_simpo_search(study: SearchHost) -> dict[str, Any]:
         rows[name] = {"overrides": list(extra), "train_s": round(result.train_seconds, 2), "steps": result.steps,
                       "pairs": result.pairs, **point}  # fmt: skip
     base = score_point("baseline", None, 0.0, baseline, baseline)
-    floor = None if base.call_tool_acc is None else base.call_tool_acc - MAX_DROP
+    floor = None if base.call_tool_acc is None else base.call_tool_acc - MAX_CALL_TOOL_DROP
     name, rule = _chosen(rows, floor)
     target = study.run / "simpo" / "adapter"
     shutil.rmtree(target, ignore_errors=True)

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from toolprior.verdict import Verdict
 
 CLARIFY, CALL_TOOL = "clarify", "call_tool"
+# how far below the unsteered call_tool accuracy a chosen setting may fall when no absolute floor is given
+MAX_CALL_TOOL_DROP = 0.05
 
 
 @dataclass
@@ -232,16 +234,22 @@ def sweep(
     keep_norm: bool = False,
     batched: bool = True,
     progress: bool = False,
+    baseline: Sequence[Verdict] | None = None,
 ) -> SweepResult:
     """Score `vector` at each layer (alone) x alpha on `cases` (the mine split; eval cases are refused).
 
-    Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring."""
+    Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring.
+    `baseline`: the unsteered verdicts of `cases` under the same config, when the caller has them already (several
+    vectors swept on the same cases); else they are evaluated here."""
 
     refuse_held_out(cases, "a steering sweep")
     if not cases:
         raise ValueError("no cases to sweep on")
     config = config or HarnessConfig(max_turns=1)
-    baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    if baseline is None:
+        baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    elif [v.id for v in baseline] != [c.id for c in cases]:
+        raise ValueError("baseline must hold one verdict per case, in the cases' order")
     base_point = score_point("baseline", None, 0.0, baseline, baseline)
     points = []
     for layer in tqdm(list(layers), desc="sweep layers", disable=not progress):
@@ -279,7 +287,9 @@ def symmetric_alphas(max_alpha: float, steps: int = 4) -> list[float]:
     return [-a for a in reversed(side)] + [0.0] + side
 
 
-def choose(result: SweepResult, min_call_tool: float | None = None, max_drop: float = 0.05) -> SweepPoint | None:
+def choose(
+    result: SweepResult, min_call_tool: float | None = None, max_drop: float = MAX_CALL_TOOL_DROP
+) -> SweepPoint | None:
     """The setting with the highest clarify accuracy among those whose call_tool accuracy is >= the floor; ties
     go to the smaller |alpha|, then the earlier layer. Floor: `min_call_tool`, else the baseline's call_tool
     accuracy minus `max_drop`. Only the vector's own points are candidates (not controls); None when none
@@ -294,10 +304,13 @@ def choose(result: SweepResult, min_call_tool: float | None = None, max_drop: fl
     ]
     if not candidates:
         return None
-    return max(
-        candidates,
-        key=lambda p: (-math.inf if p.clarify_acc is None else p.clarify_acc, -abs(p.alpha), -(p.layer or 0)),
-    )
+    return max(candidates, key=preference)
+
+
+def preference(point: SweepPoint) -> tuple[float, float, int]:
+    """How `choose` ranks the points that keep call_tool: more clarify, then the smaller |alpha|, then the earlier
+    layer (also across sweeps of several vectors on the same cases)."""
+    return -math.inf if point.clarify_acc is None else point.clarify_acc, -abs(point.alpha), -(point.layer or 0)
 
 
 # --------------------------------------------------------------------------------------------------- controls

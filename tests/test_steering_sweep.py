@@ -11,7 +11,7 @@ import torch
 
 from tests.test_steering_apply import TAUGHT, taught_agent
 from toolprior.errors import InputError
-from toolprior.evals.harness import HarnessConfig
+from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.steering.compute import compute_from_cases
 from toolprior.steering.sweep import (
     SweepPoint,
@@ -86,6 +86,14 @@ def test_sweep_scores_every_layer_and_alpha_against_the_unsteered_baseline(resul
     assert any(p.moved_wrong > 0 for p in result.points)  # a strong push breaks some turns: measured, not hidden
     saved = result.to_dict()
     assert saved["chosen_on"] == ["mine"] and "scores" not in saved["points"][0]
+
+
+def test_a_given_baseline_is_used_as_evaluated(agent, tiny_tokenizer, vector, result):
+    unsteered = evaluate(agent, tiny_tokenizer, TAUGHT, config=CONFIG, progress=False)
+    again = sweep(agent, tiny_tokenizer, TAUGHT, vector, [0, 1], [-6.0, 0.0, 6.0], config=CONFIG, baseline=unsteered)
+    assert again.to_dict() == result.to_dict()
+    with pytest.raises(ValueError, match="one verdict per case"):
+        sweep(agent, tiny_tokenizer, TAUGHT, vector, [0], [1.0], config=CONFIG, baseline=unsteered[::-1])
 
 
 def test_batched_alpha_grid_equals_one_alpha_at_a_time(agent, tiny_tokenizer, vector):
