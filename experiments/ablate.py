@@ -32,6 +32,7 @@ from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.evals.scoring import score
 from toolprior.evals.statistics import mcnemar, mean_sd
 from toolprior.experiments.ablate_config import AblationConfig, arms
+from toolprior.experiments.sft_reuse import adopt, find_reusable
 from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.study_config import DataSettings
 from toolprior.figures import save_figure
@@ -116,7 +117,7 @@ class Ablation:
         if data != self.data_dir(c.data):
             self.refuse_leaks(arm, data, scored)
         identity = {
-            "base": c.base, "quantize": c.quantize, "sft_config": Path(c.sft_config).read_text(),
+            "base": c.base, "quantize": c.quantize, **self.load_settings(), "sft_config": Path(c.sft_config).read_text(),
             "sft_overrides": sft_overrides, "data": data.name, "seed": seed, "split": c.split,
             "max_cases": c.max_cases, "eval": to_plain(c.eval), "steering": to_plain(c.steering),
         }  # fmt: skip
@@ -128,7 +129,17 @@ class Ablation:
         def sft() -> dict[str, Any]:
 
             overrides = [*c.sft_overrides(folder, data, seed), *sft_overrides]
-            result = train_sft(load_config(SFTRunConfig, c.sft_config, overrides=overrides))
+            config = load_config(SFTRunConfig, c.sft_config, overrides=overrides)
+            earlier = find_reusable(config, c.reuse_sft)
+            if earlier is not None:
+                adopt(earlier, folder / "sft")
+                summary = json.loads((folder / "sft" / "train_summary.json").read_text())
+                return {
+                    "train_s": round(summary["train_seconds"], 2),
+                    "steps": summary["steps"],
+                    "reused_from": str(earlier),
+                }
+            result = train_sft(config)
             return {"train_s": round(result.train_seconds, 2), "steps": result.steps}
 
         summaries: dict[str, Any] = {"unit": folder.name, "sft": stages.run("sft", sft)}
@@ -137,9 +148,19 @@ class Ablation:
             summaries["steering"] = stages.run("steering", lambda: self.steering_grid(folder, data))
         return summaries
 
+    def load_settings(self) -> dict[str, Any]:
+        """How eval loads a unit's agent, when not the defaults (part of a unit's identity only then, so the units
+        of earlier configs keep their keys)."""
+        c = self.config
+        return {
+            k: v for k, v in (("dtype", c.dtype), ("merge_adapters", c.merge_adapters)) if v not in ("float32", False)
+        }
+
     def agent(self, folder: Path) -> tuple[Any, Any]:
 
-        return load_agent(self.config.base, folder / "sft" / "adapter", quantize=self.config.quantize)
+        c = self.config
+        model, tokenizer = load_agent(c.base, folder / "sft" / "adapter", quantize=c.quantize, dtype=c.dtype)
+        return (model.merge_and_unload() if c.merge_adapters else model), tokenizer
 
     def harness(self) -> Any:
 
@@ -218,7 +239,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
         train = [u["sft"]["train_s"] for u in units[arm].values()]
         entry: dict[str, Any] = {
             "overrides": ablation.arms[arm],
-            "seeds": {str(seed): {**v, "unit": units[arm][seed]["unit"]} for seed, v in per_seed.items()},
+            "seeds": {str(seed): {**v, **_unit_source(units[arm][seed])} for seed, v in per_seed.items()},
             "mean_sd": summary,
             "train_s": round(sum(train) / len(train), 1),
         }
@@ -248,6 +269,12 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
         "name": c.name, "question": c.question, "split": c.split, "cases": _cases_count(units),
         "seeds": c.seeds, "reference": reference, "arms": out, "config": to_plain(c),
     }  # fmt: skip
+
+
+def _unit_source(unit: dict[str, Any]) -> dict[str, Any]:
+    """The unit's folder, and the earlier SFT run it adopted (`reuse_sft`) when it did."""
+    reused = unit["sft"].get("reused_from")
+    return {"unit": unit["unit"], **({"sft_reused_from": reused} if reused else {})}
 
 
 def _mean_sd(values: list[float]) -> list[float] | None:
@@ -311,6 +338,17 @@ def render_table(results: dict[str, Any]) -> str:
             f"{entry['train_s']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    reused = [
+        f"`{arm}` seed {seed} from `{run['sft_reused_from']}`"
+        for arm, entry in results["arms"].items()
+        for seed, run in entry["seeds"].items()
+        if run.get("sft_reused_from")
+    ]
+    if reused:
+        lines += [
+            "",
+            "SFT runs adopted, not retrained (same resolved config and data bytes): " + "; ".join(reused) + ".",
+        ]
     steering = {arm: e["steering"] for arm, e in results["arms"].items() if e.get("steering")}
     for arm, cells in steering.items():
         lines += ["", f"Steering grid of `{arm}` (split `{cells[0]['split']}`; layer None = unsteered):", ""]

@@ -51,12 +51,19 @@ class AblationConfig:
     out_dir: str = field(default="runs/ablate", metadata=check(nonempty=True))
     base: str = field(default="organism", metadata=check(path=MODEL_PATH))
     quantize: str = field(default="nf4", metadata=MODEL_SETTINGS["quantize"])
+    dtype: str = field(default="float32", metadata=MODEL_SETTINGS["dtype"])  # how eval and the steering grid load
+    # fold the adapter into the base weights for eval (unmerged LoRA layers double a CPU decode step of a small model)
+    merge_adapters: bool = False
     sft_config: str = field(default="experiments/configs/sft_organism.yaml", metadata=check(path=CONFIG_PATH))
     question: str = ""
     # overrides every arm shares, applied before the arm's own (e.g. a shorter run for a quick look)
     sft_set: list[str] = field(default_factory=list)
     # the first arm is the reference every other arm is compared with
     arms: dict[str, list[str]] = field(default_factory=lambda: {"recipe": []})
+    # finished SFT runs (folders with config.yaml, train_summary.json, adapter/) a unit adopts instead of training
+    # when one is that unit's very run: same resolved config but for where it writes, same data bytes
+    # (experiments.sft_reuse); a folder that is missing or differs is passed over
+    reuse_sft: list[str] = field(default_factory=list)
     grid: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=check(nonempty=True))
     split: str = field(default="eval", metadata=check(choices=SPLITS))

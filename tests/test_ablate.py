@@ -145,3 +145,31 @@ def test_the_clarify_arc_trains_the_resolved_second_turn():
     assert "<tool_call>" in with_arc["messages"][-1]["content"] and call["name"] in with_arc["messages"][-1]["content"]
     other = next(c for c in cases if c.expected_action == Action.CALL_TOOL)
     assert case_row(other, clarify_arc=True) == case_row(other)  # only clarify cases with an arc change
+
+
+def test_an_earlier_identical_sft_run_is_adopted_and_any_other_is_trained(tmp_path, tiny_base):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run_ablation(_config(tmp_path / "a", tiny_base, "first", {"recipe": []}, ["seeds=[0]"]), progress=False)
+    earlier = tmp_path / "a" / "ablate" / "units" / first["arms"]["recipe"]["seeds"]["0"]["unit"] / "sft"
+    extra = [f"reuse_sft={json.dumps([str(earlier), str(tmp_path / 'missing')])}", "merge_adapters=true"]
+    results = run_ablation(_config(tmp_path / "b", tiny_base, "second", {"recipe": []}, extra), progress=False)
+    seeds = results["arms"]["recipe"]["seeds"]
+    assert seeds["0"]["sft_reused_from"] == str(earlier)  # seed 0 is the very run: adopted
+    assert "sft_reused_from" not in seeds["1"]  # seed 1 is another run: trained
+    unit0 = tmp_path / "b" / "ablate" / "units" / seeds["0"]["unit"] / "sft"
+    assert not list(unit0.glob("checkpoint-*")) and (unit0 / "adapter" / "adapter_model.safetensors").is_file()
+    assert json.loads((unit0 / "reused_from.json").read_text())["source"] == str(earlier)
+    # same adapter, same cases: the adopted unit scores as the run it came from (merged here, unmerged there)
+    assert seeds["0"]["overall"] == first["arms"]["recipe"]["seeds"]["0"]["overall"]
+    assert "adopted, not retrained" in (tmp_path / "b" / "ablate" / "second" / "table.md").read_text()
+
+
+def test_a_run_on_other_data_bytes_is_not_adopted(tmp_path, tiny_base):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run_ablation(_config(tmp_path / "a", tiny_base, "first", {"recipe": []}, ["seeds=[0]"]), progress=False)
+    earlier = tmp_path / "a" / "ablate" / "units" / first["arms"]["recipe"]["seeds"]["0"]["unit"] / "sft"
+    extra = ["seeds=[0]", "data.seed=8", f"reuse_sft={json.dumps([str(earlier)])}"]
+    results = run_ablation(_config(tmp_path / "b", tiny_base, "other", {"recipe": []}, extra), progress=False)
+    assert "sft_reused_from" not in results["arms"]["recipe"]["seeds"]["0"]
