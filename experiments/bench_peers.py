@@ -89,7 +89,7 @@ def bench_peers(
 ) -> dict[str, Any]:
     """Our steering and capture against steering-vectors' and repeng's, on `model` (any Hugging Face causal LM
     whose blocks sit at `model.layers`, as both peers expect), side by side, same inputs, medians of runs taken in
-    alternation (`paired_times`).
+    alternation (`paired_times`; 6 pairs per repeat for the steering ratios, 3 for capture).
 
     - steering_vs_steering_vectors / steering_vs_repeng: the decoder stack's forward passes (`model.model`, no KV
       cache, no LM head: the head is the same work on every side and on long prompts most of it) over the
@@ -132,7 +132,9 @@ def bench_peers(
     sv_steer = under(lambda: their_vector.apply(model, multiplier=alpha))
     repeng_steer = under(lambda: repeng_control(model, ours_vector, alpha))
     for key, theirs in (("steering_vs_steering_vectors", sv_steer), ("steering_vs_repeng", repeng_steer)):
-        theirs_s, ours_s = paired_times(theirs, ours_steer, 3 * repeats)
+        # every side adds one vector to one block's output: the work differs by far less than a forward pass
+        # varies from run to run here (2-3%), so these two get more pairs than the other ratios
+        theirs_s, ours_s = paired_times(theirs, ours_steer, 6 * repeats)
         results[key] = {"ratio": ours_s / theirs_s, "ours_s": ours_s, "theirs_s": theirs_s}
 
     hooks = all_resid_post(model)

@@ -19,14 +19,17 @@ def judge(entry: dict[str, Any], op: str, goal: float) -> dict[str, Any]:
 
 
 def paired_times(a: Callable[[], Any], b: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Medians of `a` and `b` timed in alternation (a, b, a, b, ...), so drift in the machine's speed (other
-    load, frequency scaling) falls on both sides alike; a ratio of two medians taken minutes apart does not."""
+    """Medians of `a` and `b` timed in alternation, so drift in the machine's speed (other load, frequency scaling)
+    falls on both sides alike; a ratio of two medians taken minutes apart does not. The order flips every pair
+    (a b, b a, a b, ...): a side that always ran second would always find the caches and the allocator as the
+    other side left them."""
     a()
     b()
     times_a: list[float] = []
     times_b: list[float] = []
-    for _ in range(repeats):
-        for fn, times in ((a, times_a), (b, times_b)):
+    for i in range(repeats):
+        pair = ((a, times_a), (b, times_b))
+        for fn, times in pair if i % 2 == 0 else pair[::-1]:
             gc.collect()  # the garbage one side leaves (nnsight's traced graphs) is not the other side's time
             start = time.perf_counter()
             fn()

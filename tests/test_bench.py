@@ -11,10 +11,10 @@ from toolprior.steering.vector import SteeringVector
 from toolprior.training.benchmark import BenchmarkConfig, write_benchmark
 
 
-def test_paired_times_alternates_and_returns_each_sides_median():
+def test_paired_times_alternates_with_the_order_flipped_every_pair_and_returns_each_sides_median():
     calls: list[str] = []
     a_s, b_s = paired_times(lambda: calls.append("a"), lambda: calls.append("b"), repeats=3)
-    assert calls == ["a", "b"] * 4  # one warm-up each, then a, b, a, b, ...
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]  # one warm-up each, then a b, b a, a b
     assert a_s >= 0.0 and b_s >= 0.0
 
 
