@@ -158,9 +158,14 @@ class Ablation:
 
     def agent(self, folder: Path) -> tuple[Any, Any]:
 
+        # lazy: peft loads with the model anyway, and only a unit's eval needs it
+        from peft import PeftModel
+
         c = self.config
         model, tokenizer = load_agent(c.base, folder / "sft" / "adapter", quantize=c.quantize, dtype=c.dtype)
-        return (model.merge_and_unload() if c.merge_adapters else model), tokenizer
+        if c.merge_adapters and isinstance(model, PeftModel):
+            return model.merge_and_unload(), tokenizer
+        return model, tokenizer
 
     def harness(self) -> Any:
 
