@@ -38,7 +38,7 @@ from toolprior.steering.compute import capture_for_vector, compute_from_cases
 from toolprior.steering.conditional import fit_conditional
 from toolprior.steering.guardrail import guardrail_evaluate
 from toolprior.steering.plots import plot_controls, plot_dose_response, plot_heatmap
-from toolprior.steering.sweep import choose, controls, preference, random_control, sweep
+from toolprior.steering.sweep import choose, controls, preference, random_control, saved_sweep, sweep
 from toolprior.steering.vector import SteeringVector
 from toolprior.training import AdvSFTRunConfig, DPORunConfig, SimPORunConfig, train_adv_sft, train_dpo, train_simpo
 from toolprior.training.benchmark import write_benchmark
@@ -228,19 +228,21 @@ class Study(StudyRun):
         variants = self.variants()
         mine = self.mine_for_sweep()
         # every variant is swept on the same cases: their unsteered verdicts once, not once a variant
-        baseline = (
-            evaluate(model, tokenizer, mine, config=self.harness(), progress=False) if len(variants) > 1 else None
-        )
+        baseline = self.sweep_baseline(model, tokenizer, mine) if len(variants) > 1 else None
         searched: list[tuple[SteeringVariant, Any, Any]] = []
         for variant in variants:
             path = out / "variants" / f"{variant.name}.safetensors" if len(variants) > 1 else out / "vector.safetensors"
             vector = SteeringVector.load(path, model=model, tokenizer=tokenizer)
-            result = sweep(
-                model, tokenizer, mine, vector, layers=layers, alphas=s.alphas, config=self.harness(),
-                positions=variant.apply, progress=self.progress, baseline=baseline,
-            )  # fmt: skip
-            if len(variants) > 1:
-                atomic_write_text(out / "variants" / f"sweep_{variant.name}.json", json.dumps(result.to_dict()) + "\n")
+            record = out / "variants" / f"sweep_{variant.name}.json"
+            # a stage cut after some variants (an hour here) keeps their sweeps and redoes only the rest
+            result = saved_sweep(record, vector, mine, layers, s.alphas, variant.apply) if len(variants) > 1 else None
+            if result is None:
+                result = sweep(
+                    model, tokenizer, mine, vector, layers=layers, alphas=s.alphas, config=self.harness(),
+                    positions=variant.apply, progress=self.progress, baseline=baseline,
+                )  # fmt: skip
+                if len(variants) > 1:
+                    atomic_write_text(record, json.dumps(result.to_dict()) + "\n")
             searched.append((variant, result, choose(result, min_call_tool=s.min_call_tool)))
         picked = [row for row in searched if row[2] is not None]
         variant, result, best = max(picked, key=lambda r: preference(r[2])) if picked else searched[0]
@@ -272,6 +274,16 @@ class Study(StudyRun):
                 {"label": p.label, "clarify_acc": p.clarify_acc, "call_tool_acc": p.call_tool_acc} for p in ctrl.points
             ]
         return summary
+
+    def sweep_baseline(self, model: Any, tokenizer: Any, mine: list[Any]) -> list[Any]:
+        """The unsteered verdicts of the sweep's mine cases, kept in verdicts_cache (a resumed sweep reuses them)."""
+        if self.verdicts_path("sweep_baseline").is_file():
+            kept = self.load_verdicts("sweep_baseline")
+            if [v.id for v in kept] == [c.id for c in mine]:
+                return kept
+        verdicts = evaluate(model, tokenizer, mine, config=self.harness(), progress=False)
+        self.save_verdicts("sweep_baseline", verdicts)
+        return verdicts
 
     def apply_positions(self) -> str:
         """Where the chosen vector is applied: the chosen variant's positions, else `steering.apply_positions`."""

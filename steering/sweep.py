@@ -138,6 +138,19 @@ class SweepResult:
         atomic_write_text(target, json.dumps(self.to_dict(), indent=1, default=str) + "\n")
         return target
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepResult:
+        """A sweep as `to_dict` wrote it (per-case scores, when left out there, are empty here)."""
+        return cls(
+            baseline=SweepPoint(**data["baseline"]),
+            points=[SweepPoint(**p) for p in data["points"]],
+            case_ids=list(data["case_ids"]),
+            splits=list(data["chosen_on"]),
+            positions=data.get("positions", "all"),
+            operator=data.get("operator", "add"),
+            vector_meta=dict(data.get("vector_meta") or {}),
+        )
+
 
 # ---------------------------------------------------------------------------------------------------- scoring
 
@@ -277,6 +290,38 @@ def sweep(
         operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
         vector_meta=dict(vector.meta),
     )
+
+
+def saved_sweep(
+    path: str | os.PathLike[str],
+    vector: SteeringVector,
+    cases: Sequence[Case],
+    layers: Sequence[int],
+    alphas: Sequence[float],
+    positions: str,
+) -> SweepResult | None:
+    """The sweep saved at `path` (`SweepResult.to_dict`) when it is the sweep `sweep` would run now: the same cases
+    in the same order, the same positions, the vector's recipe (its meta) and its norm at every layer, a point at
+    every layer x alpha. None otherwise, or when there is no file: a study cut in the middle of a multi-vector
+    sweep redoes only the vectors it had not finished."""
+    target = Path(path)
+    if not target.is_file():
+        return None
+    saved = SweepResult.from_dict(json.loads(target.read_text(encoding="utf-8")))
+    norms = vector.norms()
+    points = {(p.layer, p.alpha): p for p in saved.points if p.label == "vector"}
+    same = (
+        saved.case_ids == [c.id for c in cases]
+        and saved.positions == positions
+        and saved.vector_meta == json.loads(json.dumps(dict(vector.meta), default=str))
+        and set(points) == {(layer, float(a)) for layer in layers for a in alphas}
+    )
+    if not same:
+        return None
+    for (layer, _), point in points.items():
+        if point.norm is None or layer not in norms or not math.isclose(point.norm, norms[layer], rel_tol=1e-5):
+            return None
+    return saved
 
 
 def symmetric_alphas(max_alpha: float, steps: int = 4) -> list[float]:

@@ -20,6 +20,7 @@ from toolprior.steering.sweep import (
     controls,
     random_control,
     run_alphas,
+    saved_sweep,
     sweep,
     symmetric_alphas,
 )
@@ -94,6 +95,24 @@ def test_a_given_baseline_is_used_as_evaluated(agent, tiny_tokenizer, vector, re
     assert again.to_dict() == result.to_dict()
     with pytest.raises(ValueError, match="one verdict per case"):
         sweep(agent, tiny_tokenizer, TAUGHT, vector, [0], [1.0], config=CONFIG, baseline=unsteered[::-1])
+
+
+def test_a_saved_sweep_is_reused_only_when_it_is_the_sweep_asked_for(tmp_path, vector, result):
+    path = tmp_path / "sweep.json"
+    assert saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all") is None  # no file yet
+    path.write_text(json.dumps(result.to_dict()))
+    again = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all")
+    assert again is not None and again.to_dict() == result.to_dict()
+    assert choose(again).to_dict() | {"scores": {}} == choose(result).to_dict() | {"scores": {}}  # scores: not saved
+    other = SteeringVector({k: v * 2 for k, v in vector.layer_vectors.items()}, meta=dict(vector.meta))
+    for args in (
+        (vector, TAUGHT[::-1], [0, 1], [-6.0, 0.0, 6.0], "all"),  # other case order
+        (vector, TAUGHT, [0], [-6.0, 0.0, 6.0], "all"),  # other layers
+        (vector, TAUGHT, [0, 1], [6.0], "all"),  # other alphas
+        (vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "generated"),  # other positions
+        (other, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all"),  # same recipe, other bytes (its norms)
+    ):
+        assert saved_sweep(path, *args) is None
 
 
 def test_batched_alpha_grid_equals_one_alpha_at_a_time(agent, tiny_tokenizer, vector):

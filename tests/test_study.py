@@ -100,6 +100,14 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     picked = run / "simpo_search" / search["chosen"] / "adapter" / "adapter_model.safetensors"
     assert (run / "simpo" / "adapter" / "adapter_model.safetensors").read_bytes() == picked.read_bytes()
     assert "SimPO selection (split mine)" in (run / "report.md").read_text()
+    # a sweep stage cut after its variants' sweeps were written redoes none of them
+    sweeps = {p: p.stat().st_mtime for p in (run / "steering" / "variants").glob("sweep_*.json")}
+    summary = json.loads((run / "stages" / "steer_sweep.json").read_text())
+    (run / "stages" / "steer_sweep.json").unlink()
+    run_study(config, progress=False)
+    assert {p: p.stat().st_mtime for p in sweeps} == sweeps
+    again = json.loads((run / "stages" / "steer_sweep.json").read_text())
+    assert again["variants"] == summary["variants"] and again["chosen"] == summary["chosen"]
     before = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
     run_study(config, progress=False)  # everything cached: no stage runs again
     after = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
