@@ -6,9 +6,11 @@ of twin differences at the prompt's end, added to every generated token, the thi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+from toolprior.steering.vector import SteeringVector
 from toolprior.steering_names import METHODS, POSITIONS, SOURCES
 
 # where activations are read (probes.positions.POSITION_RULES names the same two for vectors)
@@ -74,3 +76,18 @@ def variant_row(variant: SteeringVariant, result: Any, best: Any) -> dict[str, A
                 "moved_wrong": p.moved_wrong, "moved_right": p.moved_right}  # fmt: skip
 
     return {"variant": variant.name, "chosen": None if best is None else brief(best), "most_clarify": brief(most)}
+
+
+def rescaled(vector: SteeringVector, norms: dict[int, float]) -> SteeringVector:
+    """`vector` with each layer's direction kept and its length set to `norms[layer]` (the study's
+    `steering.variant_scale`). A vector already at those lengths (to 1e-6) comes back as it is, bit for bit, so its
+    saved sweeps stay reusable."""
+    own = vector.norms()
+    if all(math.isclose(own[layer], norms[layer], rel_tol=1e-6) for layer in vector.layers):
+        return vector
+    scaled = {
+        layer: (v * (norms[layer] / own[layer])).to(v.dtype) if own[layer] > 0 else v
+        for layer, v in vector.layer_vectors.items()
+    }
+    meta = {**vector.meta, "scaled_to": "the norm of the class-mean difference at the decision point"}
+    return SteeringVector(scaled, hook=vector.hook, meta=meta)

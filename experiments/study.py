@@ -25,7 +25,7 @@ from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.experiments.comparison import mean_kl, next_token_distributions
 from toolprior.experiments.organism_adapter import install, verify
 from toolprior.experiments.stages import StageRunner
-from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, variant_row
+from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rescaled, variant_row
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
 from toolprior.experiments.study_probe import stage_probe
@@ -174,6 +174,8 @@ class Study(StudyRun):
                 model, tokenizer, cases, layers, method=variant.method, source=variant.source,
                 position=variant.position, positive="clarify", negative="call_tool", acts=acts,
             )  # fmt: skip
+            if self.config.steering.variant_scale == "decision_mean_diff":
+                vector = rescaled(vector, self.decision_norms(model, tokenizer, layers, captured))
             if len(variants) > 1:
                 vector.save(self.run / "steering" / "variants" / f"{variant.name}.safetensors")
             if i == 0:
@@ -183,6 +185,24 @@ class Study(StudyRun):
             (only,) = out.values()
             return {"vector": str(self.run / "steering" / "vector.safetensors"), **only}
         return {"variants": out}
+
+    def decision_norms(
+        self, model: Any, tokenizer: Any, layers: list[int], captured: dict[tuple[str, str], Any]
+    ) -> dict[int, float]:
+        """Per layer, the norm of the class-mean difference at the decision point on the source sample (the scale
+        `steering.variant_scale: decision_mean_diff` puts every variant on)."""
+        key = ("classes", "decision")
+        if key not in captured:
+            captured[key] = capture_for_vector(
+                model, tokenizer, self.source_sample(), layers, "decision",
+                positive="clarify", negative="call_tool", progress=self.progress,
+            )  # fmt: skip
+        acts, cases = captured[key]
+        reference = compute_from_cases(
+            model, tokenizer, cases, layers, method="mean_diff", source="classes", position="decision",
+            positive="clarify", negative="call_tool", acts=acts,
+        )  # fmt: skip
+        return reference.norms()
 
     def twin_sample(self) -> list[Any]:
         """The source split's clarify / call_tool twin pairs (both members), at most `source_cases` cases: a

@@ -190,6 +190,9 @@ class ProbeSettings:
     patching_heads: bool = True  # per-head patching as well as per layer (a pass per head and position)
 
 
+VARIANT_SCALES: tuple[str, ...] = ("own", "decision_mean_diff")
+
+
 @dataclass
 class SteeringSettings:
     """Vector computed on `source_split`, layer x alpha chosen on `mine` (never eval), then scored once on eval."""
@@ -216,6 +219,10 @@ class SteeringSettings:
     # more than one way to make and apply the vector, searched together on mine (experiments.steering_variants):
     # "method/source/position/apply" each; empty: the one variant method/source/position/apply_positions above
     variants: list[str] = field(default_factory=list, metadata=check(rule=variant_rule))
+    # the variants' scale, so one alpha grid pushes each as hard: "own" keeps each vector as its method makes it
+    # (the PCA of twin differences comes out 25-30x shorter than a class-mean difference); "decision_mean_diff"
+    # rescales every variant, layer by layer, to the norm of the class-mean difference at the decision point
+    variant_scale: str = field(default="own", metadata=check(choices=VARIANT_SCALES))
 
     def check_config(self, ctx: CheckContext) -> None:
         refuse_held_out(ctx, "source_split", self.source_split, "the vector is never computed on scored cases")

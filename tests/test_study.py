@@ -12,6 +12,7 @@ from tests.conftest import make_tiny_qwen3
 from toolprior.config import load_config
 from toolprior.experiments.study import run_study
 from toolprior.experiments.study_config import StudyConfig
+from toolprior.steering.vector import SteeringVector
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,7 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         # three ways to make and apply the vector, searched together on mine
         "steering.variants=[mean_diff/classes/decision/from_decision, probe/classes/decision/from_decision, "
         "pca_paired/twins/prompt_end/generated]",
+        "steering.variant_scale=decision_mean_diff",  # one scale for all three, so one alpha grid fits them
         # two SimPO settings, chosen on mine
         "simpo_search={as_written: [], low_beta: [preference.beta=0.1]}",
     ]
@@ -88,6 +90,10 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     for row in variants:
         assert (run / "steering" / "variants" / f"{row['variant']}.safetensors").is_file()
         assert (run / "steering" / "variants" / f"sweep_{row['variant']}.json").is_file()
+    norms = [
+        SteeringVector.load(run / "steering" / "variants" / f"{r['variant']}.safetensors").norms() for r in variants
+    ]
+    assert all(n == pytest.approx(norms[0], rel=1e-3) for n in norms)  # the decision point's class-mean difference
     chosen = json.loads((run / "steering" / "chosen.json").read_text())
     if chosen is not None:  # the downstream stages apply the chosen variant's vector where it says
         assert chosen["apply_positions"] == chosen["variant"]["apply"]
