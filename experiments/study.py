@@ -159,23 +159,35 @@ class Study(StudyRun):
         model, tokenizer = self.agent()
         layers = self.steering_layers(model)
         captured: dict[tuple[str, str], tuple[Any, list[Any]]] = {}
+
+        def activations(source: str, position: str) -> tuple[Any, list[Any]]:
+            # variants read at the same position from the same cases share one capture
+            if (source, position) not in captured:
+                cases = self.source_sample() if source == "classes" else self.twin_sample()
+                captured[source, position] = capture_for_vector(
+                    model, tokenizer, cases, layers, position,
+                    positive="clarify", negative="call_tool", progress=self.progress,
+                )  # fmt: skip
+            return captured[source, position]
+
+        def compute(method: str, source: str, position: str) -> SteeringVector:
+            acts, cases = activations(source, position)
+            return compute_from_cases(
+                model, tokenizer, cases, layers, method=method, source=source, position=position,
+                positive="clarify", negative="call_tool", acts=acts,
+            )  # fmt: skip
+
+        # `steering.variant_scale: decision_mean_diff`: every variant at the norm, layer by layer, of the class-mean
+        # difference at the decision point on the source sample
+        scale = None
+        if self.config.steering.variant_scale == "decision_mean_diff":
+            scale = compute("mean_diff", "classes", "decision").norms()
         out: dict[str, Any] = {}
         variants = self.variants()
         for i, variant in enumerate(variants):
-            key = (variant.source, variant.position)
-            if key not in captured:
-                cases = self.source_sample() if variant.source == "classes" else self.twin_sample()
-                captured[key] = capture_for_vector(
-                    model, tokenizer, cases, layers, variant.position,
-                    positive="clarify", negative="call_tool", progress=self.progress,
-                )  # fmt: skip
-            acts, cases = captured[key]
-            vector = compute_from_cases(
-                model, tokenizer, cases, layers, method=variant.method, source=variant.source,
-                position=variant.position, positive="clarify", negative="call_tool", acts=acts,
-            )  # fmt: skip
-            if self.config.steering.variant_scale == "decision_mean_diff":
-                vector = rescaled(vector, self.decision_norms(model, tokenizer, layers, captured))
+            vector = compute(variant.method, variant.source, variant.position)
+            if scale is not None:
+                vector = rescaled(vector, scale)
             if len(variants) > 1:
                 vector.save(self.run / "steering" / "variants" / f"{variant.name}.safetensors")
             if i == 0:
@@ -185,24 +197,6 @@ class Study(StudyRun):
             (only,) = out.values()
             return {"vector": str(self.run / "steering" / "vector.safetensors"), **only}
         return {"variants": out}
-
-    def decision_norms(
-        self, model: Any, tokenizer: Any, layers: list[int], captured: dict[tuple[str, str], Any]
-    ) -> dict[int, float]:
-        """Per layer, the norm of the class-mean difference at the decision point on the source sample (the scale
-        `steering.variant_scale: decision_mean_diff` puts every variant on)."""
-        key = ("classes", "decision")
-        if key not in captured:
-            captured[key] = capture_for_vector(
-                model, tokenizer, self.source_sample(), layers, "decision",
-                positive="clarify", negative="call_tool", progress=self.progress,
-            )  # fmt: skip
-        acts, cases = captured[key]
-        reference = compute_from_cases(
-            model, tokenizer, cases, layers, method="mean_diff", source="classes", position="decision",
-            positive="clarify", negative="call_tool", acts=acts,
-        )  # fmt: skip
-        return reference.norms()
 
     def twin_sample(self) -> list[Any]:
         """The source split's clarify / call_tool twin pairs (both members), at most `source_cases` cases: a
