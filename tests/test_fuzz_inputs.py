@@ -91,7 +91,9 @@ def config_documents(cls: type) -> st.SearchStrategy[Any]:
             *heads, last = dotted.split(".")
             for head in heads:
                 nxt = cursor.get(head)
-                cursor = cursor.setdefault(head, {}) if isinstance(nxt, dict) or nxt is None else {}
+                if nxt is None:  # absent, or an explicit null drawn for the section itself: a mapping replaces it
+                    nxt = cursor[head] = {}
+                cursor = nxt if isinstance(nxt, dict) else {}
             cursor[last] = value
         return doc
 
