@@ -249,11 +249,13 @@ class Study(StudyRun):
             vector = SteeringVector.load(path, model=model, tokenizer=tokenizer)
             record = out / "variants" / f"sweep_{variant.name}.json"
             # a stage cut after some variants (an hour here) keeps their sweeps and redoes only the rest
+            # and a grid widened since then sweeps only its new points
             result = saved_sweep(record, vector, mine, layers, s.alphas, variant.apply) if len(variants) > 1 else None
-            if result is None:
+            if result is None or len(result.points) < len(layers) * len(s.alphas):
                 result = sweep(
                     model, tokenizer, mine, vector, layers=layers, alphas=s.alphas, config=self.harness(),
                     positions=variant.apply, progress=self.progress, baseline=baseline,
+                    kept=result.points if result else (),
                 )  # fmt: skip
                 if len(variants) > 1:
                     atomic_write_text(record, json.dumps(result.to_dict()) + "\n")

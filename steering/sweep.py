@@ -248,12 +248,15 @@ def sweep(
     batched: bool = True,
     progress: bool = False,
     baseline: Sequence[Verdict] | None = None,
+    kept: Sequence[SweepPoint] = (),
 ) -> SweepResult:
     """Score `vector` at each layer (alone) x alpha on `cases` (the mine split; eval cases are refused).
 
     Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring.
     `baseline`: the unsteered verdicts of `cases` under the same config, when the caller has them already (several
-    vectors swept on the same cases); else they are evaluated here."""
+    vectors swept on the same cases); else they are evaluated here. `kept`: points of an earlier sweep of the same
+    vector on the same cases (`saved_sweep`); only the layer x alpha points they lack are run, so a grid widened
+    after a sweep costs only its new alphas."""
 
     refuse_held_out(cases, "a steering sweep")
     if not cases:
@@ -264,23 +267,31 @@ def sweep(
     elif [v.id for v in baseline] != [c.id for c in cases]:
         raise ValueError("baseline must hold one verdict per case, in the cases' order")
     base_point = score_point("baseline", None, 0.0, baseline, baseline)
+    done = {(p.layer, float(p.alpha)): p for p in kept if p.label == "vector"}
     points = []
     for layer in tqdm(list(layers), desc="sweep layers", disable=not progress):
         single = vector.only([layer])
-        runs = run_alphas(
-            model,
-            tokenizer,
-            cases,
-            single,
-            alphas,
-            config,
-            positions=positions,
-            operator=operator,
-            keep_norm=keep_norm,
-            batched=batched,
+        missing = [a for a in alphas if (layer, float(a)) not in done]
+        runs = iter(
+            run_alphas(
+                model,
+                tokenizer,
+                cases,
+                single,
+                missing,
+                config,
+                positions=positions,
+                operator=operator,
+                keep_norm=keep_norm,
+                batched=batched,
+            )
+            if missing
+            else []
         )
         norm = single.norms()[layer]
-        points += [score_point("vector", layer, a, v, baseline, norm) for a, v in zip(alphas, runs, strict=True)]
+        for a in alphas:
+            kept_point = done.get((layer, float(a)))
+            points.append(kept_point or score_point("vector", layer, a, next(runs), baseline, norm))
     return SweepResult(
         baseline=base_point,
         points=points,
@@ -300,28 +311,31 @@ def saved_sweep(
     alphas: Sequence[float],
     positions: str,
 ) -> SweepResult | None:
-    """The sweep saved at `path` (`SweepResult.to_dict`) when it is the sweep `sweep` would run now: the same cases
-    in the same order, the same positions, the vector's recipe (its meta) and its norm at every layer, a point at
-    every layer x alpha. None otherwise, or when there is no file: a study cut in the middle of a multi-vector
-    sweep redoes only the vectors it had not finished."""
+    """The sweep saved at `path` (`SweepResult.to_dict`) when it swept this vector as `sweep` would now: the same
+    cases in the same order, the same positions, the vector's recipe (its meta) and its norm at every layer; its
+    points are cut to the layers x alphas asked for. None otherwise, or when there is no file or none of its
+    points is asked for. A grid widened since then leaves points missing: `sweep(kept=saved.points)` runs only
+    those. A study cut in the middle of a multi-vector sweep redoes only the vectors (and points) it had not
+    finished."""
     target = Path(path)
     if not target.is_file():
         return None
     saved = SweepResult.from_dict(json.loads(target.read_text(encoding="utf-8")))
     norms = vector.norms()
-    points = {(p.layer, p.alpha): p for p in saved.points if p.label == "vector"}
+    wanted = {(layer, float(a)) for layer in layers for a in alphas}
+    points = [p for p in saved.points if p.label == "vector" and (p.layer, float(p.alpha)) in wanted]
     same = (
         saved.case_ids == [c.id for c in cases]
         and saved.positions == positions
         and saved.vector_meta == json.loads(json.dumps(dict(vector.meta), default=str))
-        and set(points) == {(layer, float(a)) for layer in layers for a in alphas}
+        and bool(points)
     )
     if not same:
         return None
-    for (layer, _), point in points.items():
-        if point.norm is None or layer not in norms or not math.isclose(point.norm, norms[layer], rel_tol=1e-5):
+    for point in points:
+        if point.norm is None or point.layer not in norms or not math.isclose(point.norm, norms[point.layer], rel_tol=1e-5):
             return None
-    return saved
+    return dataclasses.replace(saved, points=points)
 
 
 def symmetric_alphas(max_alpha: float, steps: int = 4) -> list[float]:

@@ -107,12 +107,33 @@ def test_a_saved_sweep_is_reused_only_when_it_is_the_sweep_asked_for(tmp_path, v
     other = SteeringVector({k: v * 2 for k, v in vector.layer_vectors.items()}, meta=dict(vector.meta))
     for args in (
         (vector, TAUGHT[::-1], [0, 1], [-6.0, 0.0, 6.0], "all"),  # other case order
-        (vector, TAUGHT, [0], [-6.0, 0.0, 6.0], "all"),  # other layers
-        (vector, TAUGHT, [0, 1], [6.0], "all"),  # other alphas
+        (vector, TAUGHT, [2], [-6.0, 0.0, 6.0], "all"),  # none of its layers
+        (vector, TAUGHT, [0, 1], [3.0], "all"),  # none of its alphas
         (vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "generated"),  # other positions
         (other, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all"),  # same recipe, other bytes (its norms)
     ):
         assert saved_sweep(path, *args) is None
+
+
+def test_a_widened_grid_sweeps_only_the_points_the_saved_sweep_lacks(tmp_path, agent, tiny_tokenizer, vector, result):
+    path = tmp_path / "sweep.json"
+    path.write_text(json.dumps(result.to_dict()))
+    narrower = saved_sweep(path, vector, TAUGHT, [1], [0.0, 6.0], "all")  # cut to what is asked for
+    assert narrower is not None and [(p.layer, p.alpha) for p in narrower.points] == [(1, 0.0), (1, 6.0)]
+    kept = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 3.0, 6.0], "all")
+    assert kept is not None and len(kept.points) == 6  # 3.0 is new: its two points are missing
+    # a kept point is taken as saved, not run again: a marked value comes back untouched
+    marked = [dataclasses.replace(p, clarify_acc=0.125) if p.alpha == 6.0 else p for p in kept.points]
+    wider = sweep(
+        agent, tiny_tokenizer, TAUGHT, vector, [0, 1], [-6.0, 0.0, 3.0, 6.0], config=CONFIG, kept=marked
+    )  # fmt: skip
+    assert [(p.layer, p.alpha) for p in wider.points] == [(layer, a) for layer in (0, 1) for a in (-6.0, 0.0, 3.0, 6.0)]
+    assert [wider.point(layer, 6.0).clarify_acc for layer in (0, 1)] == [0.125, 0.125]
+    fresh = sweep(agent, tiny_tokenizer, TAUGHT, vector, [0, 1], [3.0], config=CONFIG)
+    for layer in (0, 1):
+        assert wider.point(layer, 3.0).to_dict() == fresh.point(layer, 3.0).to_dict()
+        # a point read back from the file has no per-action scores (not saved)
+        assert wider.point(layer, -6.0).to_dict() == result.point(layer, -6.0).to_dict() | {"scores": {}}
 
 
 def test_batched_alpha_grid_equals_one_alpha_at_a_time(agent, tiny_tokenizer, vector):
