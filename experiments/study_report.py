@@ -7,6 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from toolprior.atomic import atomic_write_text
+from toolprior.evals.forensics import annotate_think, hallucination_rate, mismatch_examples
 from toolprior.evals.report import render_markdown, write_eval_report
 from toolprior.evals.scoring import score_by_split
 from toolprior.experiments.comparison import collateral
@@ -64,13 +65,19 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
     methods: dict[str, list[Any]] = {}
     for name in study.config.methods:
         if study.verdicts_path(name).is_file():
-            methods[name] = study.load_verdicts(name)
+            # what each think argues for (the rule judge, as `toolprior eval` does): the case study's signature is
+            # a think that says ask followed by a tool call, and the report measures it for every method
+            methods[name] = annotate_think(study.load_verdicts(name), cases=study.held_out)
     costs = _costs(study)
     chosen = study.run / "steering" / "chosen.json"
     chosen_setting = json.loads(chosen.read_text()) if chosen.is_file() else None
     extras: dict[str, dict[str, Any]] = {}
     for name, verdicts in methods.items():
         extra: dict[str, Any] = {"cost": costs.get(name, {}), "by_split": score_by_split(verdicts)}
+        extra["forensics"] = {
+            "hallucination": hallucination_rate(study.held_out, verdicts),
+            "mismatch_examples": mismatch_examples(verdicts, k=5),
+        }
         if name in ("steering", "steering_random", "conditional_steering", "simpo_steering") and chosen_setting:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
         if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):

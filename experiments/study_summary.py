@@ -104,7 +104,29 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             f"- sft answers {worst.get('top_wrong_rate', 0):.0%} of clarify cases with `{worst['top_wrong']}`: the "
             "prior the study is about."
         )
+    think = think_line(sft)
+    if think:
+        out.append(think)
     return out
+
+
+def think_line(sft: Mapping[str, Any]) -> str | None:
+    """Where sft's clarify failures start: in the think (it argues for the tool, inventing what is missing) or after
+    it (the think says ask and the turn calls a tool anyway, the case study's 73 of 77)."""
+    says = sft.get("think_says_clarify") or {}
+    invented = ((sft.get("forensics") or {}).get("hallucination") or {}).get("per_expected", {}).get("clarify")
+    if not says and not invented:
+        return None
+    line = (
+        f"- sft's think argues for clarify in {says.get('n', 0)} held-out turns and the turn calls a tool in "
+        f"{says.get('called_tool', 0)} of them (the case study: 73 of 77)"
+    )
+    if invented and invented.get("n"):
+        line += (
+            f"; on clarify cases, {invented['k']} of its {invented['n']} tool calls hold an argument value found "
+            "nowhere in the conversation (an invented ID, the ambiguity resolved by making something up)"
+        )
+    return line + "."
 
 
 def tried_on_mine(report: Mapping[str, Any]) -> str:
