@@ -333,7 +333,11 @@ def saved_sweep(
     if not same:
         return None
     for point in points:
-        if point.norm is None or point.layer not in norms or not math.isclose(point.norm, norms[point.layer], rel_tol=1e-5):
+        if (
+            point.norm is None
+            or point.layer not in norms
+            or not math.isclose(point.norm, norms[point.layer], rel_tol=1e-5)
+        ):
             return None
     return dataclasses.replace(saved, points=points)
 
