@@ -10,6 +10,7 @@ plots; paired tests, collateral damage, KL, cost).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -30,7 +31,7 @@ from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
 from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
-from toolprior.experiments.study_run import StudyRun
+from toolprior.experiments.study_run import StudyRun, file_digest, vector_digest
 from toolprior.experiments.study_simpo_search import stage_simpo_search
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
@@ -76,16 +77,40 @@ class Study(StudyRun):
             self._agent = (model, tokenizer)
         return self._agent
 
-    def evaluate(self, name: str, cases: list[Any], steer: Any = None, adapter: Path | None = None) -> dict[str, Any]:
-
+    def evaluate(
+        self,
+        name: str,
+        cases: list[Any],
+        steer: Any = None,
+        adapter: Path | None = None,
+        steering: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Score `cases` with the agent (`adapter`, the SFT one by default) under `steer`, saving the verdicts as
+        `name`. `steering` names what `steer` applies (`vector_digest`, alpha, positions, a gate's threshold); with
+        it, or with no `steer`, verdicts saved earlier under the same cases, harness, model, adapter bytes and
+        steering are taken as they are (a stage cut after some of its evaluations, an hour or more each here, redoes
+        only the rest). A `steer` without `steering` is always run."""
+        weights = (adapter or self.sft_dir / "adapter") / "adapter_model.safetensors"
+        key = None
+        if steer is None or steering is not None:
+            key = {
+                "cases": [c.id for c in cases],
+                "harness": dataclasses.asdict(self.harness()),
+                "model": {k: str(getattr(self.config, k)) for k in ("base", "quantize", "dtype", "merge_adapters")},
+                "adapter": file_digest(weights),
+                "steering": steering,
+            }
+            kept = self.kept_verdicts(name, key)
+            if kept is not None:
+                return {"cases": len(cases), "infer_s": kept["infer_s"], "kept": True}
         model, tokenizer = self.agent(adapter)
         start = time.perf_counter()
         verdicts = evaluate(
             model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name
         )
-        seconds = time.perf_counter() - start
-        self.save_verdicts(name, verdicts)
-        return {"cases": len(cases), "infer_s": round(seconds, 2)}
+        seconds = round(time.perf_counter() - start, 2)
+        self.save_verdicts(name, verdicts, key=key, infer_s=seconds)
+        return {"cases": len(cases), "infer_s": seconds}
 
     # ------------------------------------------------------------------------------------------------- stages
     def stage_data(self) -> dict[str, Any]:
@@ -327,9 +352,14 @@ class Study(StudyRun):
         layer, alpha, single, control = self.chosen_vectors(chosen)
         out: dict[str, Any] = {}
         factory = steering_factory(model, single, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        out["steering"] = self.evaluate("steering", self.held_out, steer=factory)
+        applied = {"alpha": alpha, "positions": self.apply_positions()}
+        steering = {"vector": vector_digest(single), **applied}
+        out["steering"] = self.evaluate("steering", self.held_out, steer=factory, steering=steering)
         factory = steering_factory(model, control, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        out["steering_random"] = self.evaluate("steering_random", self.held_out, steer=factory)
+        random_steering = {"vector": vector_digest(control), **applied}
+        out["steering_random"] = self.evaluate(
+            "steering_random", self.held_out, steer=factory, steering=random_steering
+        )
         conditional = fit_conditional(
             model,
             tokenizer,
@@ -341,8 +371,9 @@ class Study(StudyRun):
             target=s.conditional_target,
             positions=self.apply_positions(),
         )
+        gated = {**steering, "gate_threshold": float(conditional.threshold), "gate_target": s.conditional_target}
         out["conditional_steering"] = self.evaluate(
-            "conditional_steering", self.held_out, steer=conditional.factory(model)
+            "conditional_steering", self.held_out, steer=conditional.factory(model), steering=gated
         )
         out["threshold"] = float(conditional.threshold)
         return out
@@ -387,7 +418,14 @@ class Study(StudyRun):
                 positions=self.apply_positions(),
                 tokenizer=tokenizer,
             )
-            out["simpo_steering"] = self.evaluate("simpo_steering", self.held_out, steer=factory, adapter=adapter)
+            steering = {
+                "vector": vector_digest(vector),
+                "alpha": float(chosen["alpha"]),
+                "positions": self.apply_positions(),
+            }
+            out["simpo_steering"] = self.evaluate(
+                "simpo_steering", self.held_out, steer=factory, adapter=adapter, steering=steering
+            )
         return out
 
     def neutral_texts(self, count: int = 64) -> list[str]:

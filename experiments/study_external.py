@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from toolprior.atomic import atomic_write_text
 from toolprior.evals.external_metrics import external_metrics
 from toolprior.evals.when2call_logprob import when2call_logprob
+from toolprior.experiments.study_run import vector_digest
 from toolprior.importers.bfcl import import_bfcl
 from toolprior.importers.when2call import import_when2call
 from toolprior.modeling import load_model, load_tokenizer
@@ -34,7 +35,12 @@ class ExternalHost(Protocol):
     def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
 
     def evaluate(
-        self, name: str, cases: list[Any], steer: Any = None, adapter: Path | None = None
+        self,
+        name: str,
+        cases: list[Any],
+        steer: Any = None,
+        adapter: Path | None = None,
+        steering: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     def load_verdicts(self, name: str) -> list[Any]: ...
@@ -61,7 +67,7 @@ def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str,
     adapter = simpo if method.startswith("simpo") else None
     if adapter is not None and not adapter.is_dir():
         return {"skipped": "the study trained no SimPO adapter"}
-    steer = None
+    steer, steering = None, None
     if method.endswith("steering"):
         chosen = study.chosen()
         if chosen is None:
@@ -69,7 +75,8 @@ def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str,
         _, alpha, single, _ = study.chosen_vectors(chosen)
         model, tokenizer = study.agent(adapter)
         steer = steering_factory(model, single, alpha, positions=study.apply_positions(), tokenizer=tokenizer)
-    run = study.evaluate(f"external_{method}", cases, steer=steer, adapter=adapter)
+        steering = {"vector": vector_digest(single), "alpha": alpha, "positions": study.apply_positions()}
+    run = study.evaluate(f"external_{method}", cases, steer=steer, adapter=adapter, steering=steering)
     verdicts = study.load_verdicts(f"external_{method}")
     return {"infer_s": run["infer_s"], "metrics": external_metrics(cases, verdicts)}
 

@@ -4,9 +4,14 @@ cases of each split and the verdicts each evaluation saved. `experiments.study.S
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.verdict import read_verdicts, write_verdicts
@@ -42,8 +47,40 @@ class StudyRun:
     def verdicts_path(self, name: str) -> Path:
         return self.run / "verdicts_cache" / f"{name}.jsonl"
 
-    def save_verdicts(self, name: str, verdicts: list[Any]) -> None:
+    def key_path(self, name: str) -> Path:
+        return self.run / "verdicts_cache" / f"{name}.key.json"
+
+    def save_verdicts(self, name: str, verdicts: list[Any], key: dict[str, Any] | None = None, **record: Any) -> None:
+        """Write `name`'s verdicts; with `key` (what decided them), also a record `{"key", **record}` that
+        `kept_verdicts` matches later. The old record goes first and the new one is written last, so a kill in
+        between leaves no record that names other verdicts."""
+        self.key_path(name).unlink(missing_ok=True)
         write_verdicts(self.verdicts_path(name), verdicts)
+        if key is not None:
+            atomic_write_text(self.key_path(name), json.dumps({"key": key, **record}, indent=2) + "\n")
+
+    def kept_verdicts(self, name: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The record saved with `name`'s verdicts when its key is `key` (JSON-equal), else None: an evaluation a
+        stage had finished before it was cut is not run again."""
+        path = self.key_path(name)
+        if not (path.is_file() and self.verdicts_path(name).is_file()):
+            return None
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return saved if saved.get("key") == json.loads(json.dumps(key)) else None
 
     def load_verdicts(self, name: str) -> list[Any]:
         return read_verdicts(self.verdicts_path(name))
+
+
+def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes (an adapter's weights), None when there is no such file."""
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def vector_digest(vector: Any) -> str:
+    """sha256 over a steering vector's layers and their float32 values: what a steered evaluation applied."""
+    h = hashlib.sha256()
+    for layer in sorted(vector.layers):
+        h.update(str(layer).encode())
+        h.update(vector[layer].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()

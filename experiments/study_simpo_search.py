@@ -25,7 +25,12 @@ class SearchHost(Protocol):
     def mine_for_sweep(self) -> list[Any]: ...
 
     def evaluate(
-        self, name: str, cases: list[Any], steer: Any = None, adapter: Path | None = None
+        self,
+        name: str,
+        cases: list[Any],
+        steer: Any = None,
+        adapter: Path | None = None,
+        steering: dict[str, Any] | None = None,
     ) -> dict[str, Any]: ...
 
     def load_verdicts(self, name: str) -> list[Any]: ...

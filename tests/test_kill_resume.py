@@ -7,8 +7,9 @@ Kill points:
   the Trainer writes last, then kills): the adapter must come back byte-identical.
 - SFT killed after its last checkpoint but before its adapter was written (the folder such a kill leaves, made by
   hand: a kill in that sub-second window cannot be aimed at from outside): it must finish without training on.
-- A study inside its eval_sft stage, the SFT agent's held-out verdicts written and its mine verdicts not
-  (TOOLPRIOR_KILL_AFTER_WRITE, toolprior.atomic): verdicts byte-identical, report.json equal but for timings.
+- A study inside its eval_sft stage, the SFT agent's held-out verdicts and their key written and its mine verdicts
+  not (TOOLPRIOR_KILL_AFTER_WRITE, toolprior.atomic): the held-out evaluation is kept, not run again; verdicts
+  byte-identical, report.json equal but for timings.
 - An ablation while it writes its benchmark (eval.jsonl written, eval_novel.jsonl and benchmark.json not), then the
   rerun while it writes its results (results.json written, table.md not): results.json equal but for timings, the
   verdicts byte-identical.
@@ -201,12 +202,16 @@ def test_study_killed_inside_an_eval_stage_resumes_to_the_same_report(tmp_path):
     reference = _study_config(tmp_path, "reference")
     run_study(load_config(StudyConfig, reference, check_files=True), progress=False)
     config = _study_config(tmp_path, "killed")
-    # eval_sft writes the held-out verdicts, then mine's, then its marker: killed between the two
-    _killed("study", str(config), after="verdicts_cache/sft.jsonl")
+    # eval_sft writes the held-out verdicts and their key, then mine's, then its marker: killed between the two
+    _killed("study", str(config), after="verdicts_cache/sft.key.json")
     run = tmp_path / "runs" / "killed"
     assert (run / "stages" / "sft.json").is_file() and not (run / "stages" / "eval_sft.json").exists()
     assert not (run / "verdicts_cache" / "sft_mine.jsonl").exists()
+    held_out = (run / "verdicts_cache" / "sft.jsonl").stat().st_mtime_ns
     _finished("study", str(config))
+    # the resumed stage keeps the held-out evaluation it had finished and runs only mine's
+    assert (run / "verdicts_cache" / "sft.jsonl").stat().st_mtime_ns == held_out
+    assert json.loads((run / "stages" / "eval_sft.json").read_text())["held_out"]["kept"] is True
 
     ref = tmp_path / "runs" / "reference"
     assert _same_files(run, ref, "verdicts/*.jsonl") == ["verdicts/guardrail.jsonl", "verdicts/sft.jsonl"]

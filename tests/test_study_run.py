@@ -1,0 +1,37 @@
+"""What lets a study stage cut after some of its evaluations redo only the rest: verdicts saved with the key of
+what decided them are reused only under the same key."""
+
+from __future__ import annotations
+
+import torch
+
+from tests.test_forensics import verdict
+from toolprior.config import load_config
+from toolprior.experiments.study_config import StudyConfig
+from toolprior.experiments.study_run import StudyRun, vector_digest
+from toolprior.steering.vector import SteeringVector
+
+
+def test_saved_verdicts_are_kept_only_under_their_key(tmp_path):
+    config = load_config(StudyConfig, "experiments/configs/study_tiny.yaml", overrides=[f"out_dir={tmp_path}"])
+    study = StudyRun(config, progress=False)
+    verdicts = [verdict("a", "clarify", "call_tool", "I should ask.")]
+    key = {"cases": ["a"], "adapter": "ab12", "steering": {"vector": "cd34", "alpha": 1.0}}
+    assert study.kept_verdicts("steering", key) is None  # nothing saved yet
+    study.save_verdicts("steering", verdicts, key=key, infer_s=12.5)
+    assert study.kept_verdicts("steering", key) == {"key": key, "infer_s": 12.5}
+    assert study.kept_verdicts("steering", {**key, "steering": {"vector": "cd34", "alpha": 2.0}}) is None
+    assert study.kept_verdicts("steering_random", key) is None  # another name
+    study.save_verdicts("steering", verdicts)  # saved again without a key: the old record no longer speaks for it
+    assert study.kept_verdicts("steering", key) is None
+    study.save_verdicts("steering", verdicts, key=key, infer_s=1.0)
+    study.verdicts_path("steering").unlink()  # a record without its verdicts keeps nothing
+    assert study.kept_verdicts("steering", key) is None
+
+
+def test_the_vector_digest_changes_with_any_layer_or_value():
+    v = SteeringVector({3: torch.ones(4), 5: torch.zeros(4)})
+    same = SteeringVector({5: torch.zeros(4, dtype=torch.bfloat16), 3: torch.ones(4)})
+    assert vector_digest(v) == vector_digest(same)  # layer order and storage dtype of equal values do not matter
+    assert vector_digest(v) != vector_digest(SteeringVector({3: torch.ones(4), 6: torch.zeros(4)}))
+    assert vector_digest(v) != vector_digest(SteeringVector({3: torch.ones(4) * 1.001, 5: torch.zeros(4)}))
