@@ -31,7 +31,7 @@ from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
 from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
-from toolprior.experiments.study_run import StudyRun, file_digest, vector_digest
+from toolprior.experiments.study_run import StudyRun, cases_digest, folder_digest, probe_digest, steering_key
 from toolprior.experiments.study_simpo_search import stage_simpo_search
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
@@ -86,23 +86,22 @@ class Study(StudyRun):
         steering: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Score `cases` with the agent (`adapter`, the SFT one by default) under `steer`, saving the verdicts as
-        `name`. `steering` names what `steer` applies (`vector_digest`, alpha, positions, a gate's threshold); with
-        it, or with no `steer`, verdicts saved earlier under the same cases, harness, model, adapter bytes and
-        steering are taken as they are (a stage cut after some of its evaluations, an hour or more each here, redoes
+        `name`. `steering` names what `steer` applies (`study_run.steering_key`: the vector's digest, alpha,
+        positions, a gate's probe and threshold); with it, or with no `steer`, verdicts saved earlier under the same
+        cases (their full records), harness, model, adapter files and steering are taken as they are (a stage cut after some of its evaluations, an hour or more each here, redoes
         only the rest). A `steer` without `steering` is always run."""
-        weights = (adapter or self.sft_dir / "adapter") / "adapter_model.safetensors"
         key = None
         if steer is None or steering is not None:
             key = {
-                "cases": [c.id for c in cases],
+                "cases": cases_digest(cases),
                 "harness": dataclasses.asdict(self.harness()),
                 "model": {k: str(getattr(self.config, k)) for k in ("base", "quantize", "dtype", "merge_adapters")},
-                "adapter": file_digest(weights),
+                "adapter": folder_digest(adapter or self.sft_dir / "adapter"),
                 "steering": steering,
             }
             kept = self.kept_verdicts(name, key)
             if kept is not None:
-                return {"cases": len(cases), "infer_s": kept["infer_s"], "kept": True}
+                return {"cases": len(cases), "infer_s": kept.get("infer_s"), "kept": True}
         model, tokenizer = self.agent(adapter)
         start = time.perf_counter()
         verdicts = evaluate(
@@ -267,7 +266,7 @@ class Study(StudyRun):
         variants = self.variants()
         mine = self.mine_for_sweep()
         # every variant is swept on the same cases: their unsteered verdicts once, not once a variant
-        baseline = self.sweep_baseline(model, tokenizer, mine) if len(variants) > 1 else None
+        baseline = self.sweep_baseline(mine) if len(variants) > 1 else None
         searched: list[tuple[SteeringVariant, Any, Any]] = []
         for variant in variants:
             path = out / "variants" / f"{variant.name}.safetensors" if len(variants) > 1 else out / "vector.safetensors"
@@ -275,12 +274,15 @@ class Study(StudyRun):
             record = out / "variants" / f"sweep_{variant.name}.json"
             # a stage cut after some variants (an hour here) keeps their sweeps and redoes only the rest
             # and a grid widened since then sweeps only its new points
-            result = saved_sweep(record, vector, mine, layers, s.alphas, variant.apply) if len(variants) > 1 else None
+            result = (
+                saved_sweep(record, vector, mine, layers, s.alphas, variant.apply, config=self.harness())
+                if len(variants) > 1
+                else None
+            )
             if result is None or len(result.points) < len(layers) * len(s.alphas):
                 result = sweep(
                     model, tokenizer, mine, vector, layers=layers, alphas=s.alphas, config=self.harness(),
-                    positions=variant.apply, progress=self.progress, baseline=baseline,
-                    kept=result.points if result else (),
+                    positions=variant.apply, progress=self.progress, baseline=baseline, kept=result,
                 )  # fmt: skip
                 if len(variants) > 1:
                     atomic_write_text(record, json.dumps(result.to_dict()) + "\n")
@@ -316,15 +318,11 @@ class Study(StudyRun):
             ]
         return summary
 
-    def sweep_baseline(self, model: Any, tokenizer: Any, mine: list[Any]) -> list[Any]:
-        """The unsteered verdicts of the sweep's mine cases, kept in verdicts_cache (a resumed sweep reuses them)."""
-        if self.verdicts_path("sweep_baseline").is_file():
-            kept = self.load_verdicts("sweep_baseline")
-            if [v.id for v in kept] == [c.id for c in mine]:
-                return kept
-        verdicts = evaluate(model, tokenizer, mine, config=self.harness(), progress=False)
-        self.save_verdicts("sweep_baseline", verdicts)
-        return verdicts
+    def sweep_baseline(self, mine: list[Any]) -> list[Any]:
+        """The unsteered verdicts of the sweep's mine cases (`evaluate` keys them, so a resumed sweep reuses them
+        only for the same cases, harness and adapter)."""
+        self.evaluate("sweep_baseline", mine)
+        return self.load_verdicts("sweep_baseline")
 
     def apply_positions(self) -> str:
         """Where the chosen vector is applied: the chosen variant's positions, else `steering.apply_positions`."""
@@ -352,11 +350,10 @@ class Study(StudyRun):
         layer, alpha, single, control = self.chosen_vectors(chosen)
         out: dict[str, Any] = {}
         factory = steering_factory(model, single, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        applied = {"alpha": alpha, "positions": self.apply_positions()}
-        steering = {"vector": vector_digest(single), **applied}
+        steering = steering_key(single, alpha, self.apply_positions())
         out["steering"] = self.evaluate("steering", self.held_out, steer=factory, steering=steering)
         factory = steering_factory(model, control, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        random_steering = {"vector": vector_digest(control), **applied}
+        random_steering = steering_key(control, alpha, self.apply_positions())
         out["steering_random"] = self.evaluate(
             "steering_random", self.held_out, steer=factory, steering=random_steering
         )
@@ -371,7 +368,8 @@ class Study(StudyRun):
             target=s.conditional_target,
             positions=self.apply_positions(),
         )
-        gated = {**steering, "gate_threshold": float(conditional.threshold), "gate_target": s.conditional_target}
+        gate = probe_digest(conditional.probe)
+        gated = None if gate is None else {**steering, "gate": gate, "gate_threshold": float(conditional.threshold)}
         out["conditional_steering"] = self.evaluate(
             "conditional_steering", self.held_out, steer=conditional.factory(model), steering=gated
         )
@@ -418,11 +416,7 @@ class Study(StudyRun):
                 positions=self.apply_positions(),
                 tokenizer=tokenizer,
             )
-            steering = {
-                "vector": vector_digest(vector),
-                "alpha": float(chosen["alpha"]),
-                "positions": self.apply_positions(),
-            }
+            steering = steering_key(vector, float(chosen["alpha"]), self.apply_positions())
             out["simpo_steering"] = self.evaluate(
                 "simpo_steering", self.held_out, steer=factory, adapter=adapter, steering=steering
             )

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from toolprior.atomic import atomic_write_text
 from toolprior.evals.external_metrics import external_metrics
 from toolprior.evals.when2call_logprob import when2call_logprob
-from toolprior.experiments.study_run import vector_digest
+from toolprior.experiments.study_run import steering_key
 from toolprior.importers.bfcl import import_bfcl
 from toolprior.importers.when2call import import_when2call
 from toolprior.modeling import load_model, load_tokenizer
@@ -75,7 +75,7 @@ def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str,
         _, alpha, single, _ = study.chosen_vectors(chosen)
         model, tokenizer = study.agent(adapter)
         steer = steering_factory(model, single, alpha, positions=study.apply_positions(), tokenizer=tokenizer)
-        steering = {"vector": vector_digest(single), "alpha": alpha, "positions": study.apply_positions()}
+        steering = steering_key(single, alpha, study.apply_positions())
     run = study.evaluate(f"external_{method}", cases, steer=steer, adapter=adapter, steering=steering)
     verdicts = study.load_verdicts(f"external_{method}")
     return {"infer_s": run["infer_s"], "metrics": external_metrics(cases, verdicts)}

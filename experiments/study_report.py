@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from toolprior.atomic import atomic_write_text
-from toolprior.evals.forensics import annotate_think, hallucination_rate, mismatch_examples
+from toolprior.evals.forensics import annotate_think, hallucination_rate, mismatch_examples, mismatch_table
 from toolprior.evals.report import render_markdown, write_eval_report
 from toolprior.evals.scoring import score_by_split
 from toolprior.experiments.comparison import collateral
@@ -60,6 +60,22 @@ def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     return out
 
 
+def method_forensics(cases: list[Any], verdicts: list[Any]) -> dict[str, Any]:
+    """A method's `forensics` block from its verdicts (`think_argues` filled): invented argument values, the
+    clearest think/action mismatches, and on the clarify cases what the think argued and whether a tool call
+    followed (the case study's signature: 73 of 77 thinks that said ask, then a call)."""
+    clarify = [v for v in verdicts if v.expected == "clarify"]
+    return {
+        "hallucination": hallucination_rate(cases, verdicts),
+        "mismatch_examples": mismatch_examples(verdicts, k=5),
+        "clarify_cases": {
+            "n": len(clarify),
+            "called_tool": sum(1 for v in clarify if v.predicted == "call_tool"),
+            "think_argues": mismatch_table(clarify),
+        },
+    }
+
+
 def write_study_report(study: StudyRun) -> dict[str, Any]:
 
     methods: dict[str, list[Any]] = {}
@@ -74,10 +90,7 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
     extras: dict[str, dict[str, Any]] = {}
     for name, verdicts in methods.items():
         extra: dict[str, Any] = {"cost": costs.get(name, {}), "by_split": score_by_split(verdicts)}
-        extra["forensics"] = {
-            "hallucination": hallucination_rate(study.held_out, verdicts),
-            "mismatch_examples": mismatch_examples(verdicts, k=5),
-        }
+        extra["forensics"] = method_forensics(study.held_out, verdicts)
         if name in ("steering", "steering_random", "conditional_steering", "simpo_steering") and chosen_setting:
             extra.update({"layer": chosen_setting["layer"], "alpha": chosen_setting["alpha"], "chosen_on": "mine"})
         if name in ("simpo", "simpo_steering", "dpo", "adv_sft"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,27 @@ class StudyRun:
         return read_verdicts(self.verdicts_path(name))
 
 
-def file_digest(path: Path) -> str | None:
-    """sha256 of a file's bytes (an adapter's weights), None when there is no such file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def cases_digest(cases: Sequence[Any]) -> str:
+    """sha256 over the cases' full records in order (ids are positional, `clarification_loop_0003`: a benchmark
+    written again with other content keeps them)."""
+    h = hashlib.sha256()
+    for case in cases:
+        h.update(json.dumps(case.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def folder_digest(folder: Path) -> str | None:
+    """sha256 over every file of an adapter folder (weights and adapter_config.json), by relative path; None when
+    the folder holds no file."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for path in files:
+        h.update(str(path.relative_to(folder)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def vector_digest(vector: Any) -> str:
@@ -84,3 +103,21 @@ def vector_digest(vector: Any) -> str:
         h.update(str(layer).encode())
         h.update(vector[layer].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def probe_digest(probe: Any) -> str | None:
+    """sha256 over a linear probe's classes, coef, intercept and standardisation (`probes.linear_probe`); None for
+    a probe without them, whose gate then keys nothing and is always run."""
+    parts = [getattr(probe, name, None) for name in ("coef", "intercept", "mean", "scale")]
+    if any(part is None for part in parts):
+        return None
+    h = hashlib.sha256(json.dumps(list(getattr(probe, "classes", ()))).encode())
+    for part in parts:
+        h.update(torch.as_tensor(part).detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def steering_key(vector: Any, alpha: float, positions: str, **more: Any) -> dict[str, Any]:
+    """What a steered evaluation applies, for `Study.evaluate(steering=...)`: the vector's digest, alpha, the
+    positions, and anything else that decides it (a gate)."""
+    return {"vector": vector_digest(vector), "alpha": float(alpha), "positions": positions, **more}

@@ -65,8 +65,8 @@ def stage_simpo_search(study: SearchHost) -> dict[str, Any]:
         overrides = [*config.pair_overrides("simpo"), *config.simpo_set, *extra, f"output_dir={folder}"]
         result = train_simpo(load_config(SimPORunConfig, config.simpo_config, overrides=overrides))
         scored = f"simpo_search_{name}_mine"
-        if not study.verdicts_path(scored).is_file():  # a resumed search keeps the scores it already has
-            study.evaluate(scored, mine, adapter=folder / "adapter")
+        # a resumed search keeps the scores it already has for the same adapter (`evaluate` keys them)
+        study.evaluate(scored, mine, adapter=folder / "adapter")
         point = score_point(f"simpo:{name}", None, 0.0, study.load_verdicts(scored), baseline).to_dict()
         point.pop("scores", None)
         rows[name] = {"overrides": list(extra), "train_s": round(result.train_seconds, 2), "steps": result.steps,

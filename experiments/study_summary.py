@@ -111,22 +111,31 @@ def findings(report: Mapping[str, Any]) -> list[str]:
 
 
 def think_line(sft: Mapping[str, Any]) -> str | None:
-    """Where sft's clarify failures start: in the think (it argues for the tool, inventing what is missing) or after
-    it (the think says ask and the turn calls a tool anyway, the case study's 73 of 77)."""
-    says = sft.get("think_says_clarify") or {}
-    invented = ((sft.get("forensics") or {}).get("hallucination") or {}).get("per_expected", {}).get("clarify")
-    if not says and not invented:
+    """Where sft's failures on the held-out clarify cases start, from its `forensics` block: in a think that says
+    ask followed by a tool call (the case study's signature; its 73 of 77 are quoted for comparison), or in a think
+    that argues for the tool itself; and how many of those tool calls hold an invented argument value."""
+    forensics = sft.get("forensics") or {}
+    cases = forensics.get("clarify_cases") or {}
+    if not cases.get("n"):
         return None
+    argues = cases.get("think_argues") or {}
+    asked = argues.get("clarify") or {"n": 0, "k": 0}
+    for_tool = (argues.get("call_tool") or {}).get("n", 0)
+    named = sum(block["n"] for block in argues.values())
     line = (
-        f"- sft's think argues for clarify in {says.get('n', 0)} held-out turns and the turn calls a tool in "
-        f"{says.get('called_tool', 0)} of them (the case study: 73 of 77)"
+        f"- On the {cases['n']} held-out clarify cases sft calls a tool in {cases['called_tool']}. Its think argues "
+        f"for the tool call in {for_tool}, for asking in {asked['n']} (a tool call follows in {asked['k']} of them; "
+        f"the case study: 73 of 77), for another action in {named - for_tool - asked['n']}, and for nothing the rule "
+        f"judge can name in {cases['n'] - named}"
     )
+    invented = ((forensics.get("hallucination") or {}).get("per_expected") or {}).get("clarify")
     if invented and invented.get("n"):
         line += (
-            f"; on clarify cases, {invented['k']} of its {invented['n']} tool calls hold an argument value found "
-            "nowhere in the conversation (an invented ID, the ambiguity resolved by making something up)"
+            f"; {invented['k']} of its {invented['n']} tool-calling turns on these cases hold an argument value found "
+            "nowhere in the conversation"
         )
     return line + "."
+
 
 
 def tried_on_mine(report: Mapping[str, Any]) -> str:

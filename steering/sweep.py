@@ -87,6 +87,7 @@ class SweepResult:
     positions: str = "all"
     operator: str = "add"
     vector_meta: dict[str, Any] = field(default_factory=dict)
+    harness: dict[str, Any] | None = None  # the HarnessConfig it ran under (None in files written before it was kept)
 
     @property
     def layers(self) -> list[int]:
@@ -130,6 +131,7 @@ class SweepResult:
             "points": [point(p) for p in self.points],
             "case_ids": self.case_ids,
             "vector_meta": self.vector_meta,
+            "harness": self.harness,
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -149,6 +151,7 @@ class SweepResult:
             positions=data.get("positions", "all"),
             operator=data.get("operator", "add"),
             vector_meta=dict(data.get("vector_meta") or {}),
+            harness=data.get("harness"),
         )
 
 
@@ -248,15 +251,16 @@ def sweep(
     batched: bool = True,
     progress: bool = False,
     baseline: Sequence[Verdict] | None = None,
-    kept: Sequence[SweepPoint] = (),
+    kept: SweepResult | None = None,
 ) -> SweepResult:
     """Score `vector` at each layer (alone) x alpha on `cases` (the mine split; eval cases are refused).
 
     Negative alphas give the other half of the dose-response. `config` defaults to single-turn scoring.
     `baseline`: the unsteered verdicts of `cases` under the same config, when the caller has them already (several
-    vectors swept on the same cases); else they are evaluated here. `kept`: points of an earlier sweep of the same
-    vector on the same cases (`saved_sweep`); only the layer x alpha points they lack are run, so a grid widened
-    after a sweep costs only its new alphas."""
+    vectors swept on the same cases); else they are evaluated here. `kept`: an earlier sweep of the same vector
+    (`saved_sweep`); when it ran on the same cases, positions and harness and its baseline scores as this one's
+    does, only the layer x alpha points it lacks are run (a grid widened after a sweep costs only its new alphas);
+    otherwise it is ignored, since its moved-right / moved-wrong shares were counted against other verdicts."""
 
     refuse_held_out(cases, "a steering sweep")
     if not cases:
@@ -267,7 +271,15 @@ def sweep(
     elif [v.id for v in baseline] != [c.id for c in cases]:
         raise ValueError("baseline must hold one verdict per case, in the cases' order")
     base_point = score_point("baseline", None, 0.0, baseline, baseline)
-    done = {(p.layer, float(p.alpha)): p for p in kept if p.label == "vector"}
+    harness = dataclasses.asdict(config)
+    usable = (
+        kept is not None
+        and kept.case_ids == [c.id for c in cases]
+        and kept.positions == positions
+        and kept.harness == harness
+        and _unscored(kept.baseline) == _unscored(base_point)
+    )
+    done = {(p.layer, float(p.alpha)): p for p in kept.points if p.label == "vector"} if kept and usable else {}
     points = []
     for layer in tqdm(list(layers), desc="sweep layers", disable=not progress):
         single = vector.only([layer])
@@ -300,7 +312,13 @@ def sweep(
         positions=positions,
         operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
         vector_meta=dict(vector.meta),
+        harness=harness,
     )
+
+
+def _unscored(point: SweepPoint) -> dict[str, Any]:
+    """A point's numbers without its per-case scores (a sweep read back from its file has none)."""
+    return {k: v for k, v in point.to_dict().items() if k != "scores"}
 
 
 def saved_sweep(
@@ -310,12 +328,13 @@ def saved_sweep(
     layers: Sequence[int],
     alphas: Sequence[float],
     positions: str,
+    config: HarnessConfig | None = None,
 ) -> SweepResult | None:
     """The sweep saved at `path` (`SweepResult.to_dict`) when it swept this vector as `sweep` would now: the same
-    cases in the same order, the same positions, the vector's recipe (its meta) and its norm at every layer; its
-    points are cut to the layers x alphas asked for. None otherwise, or when there is no file or none of its
-    points is asked for. A grid widened since then leaves points missing: `sweep(kept=saved.points)` runs only
-    those. A study cut in the middle of a multi-vector sweep redoes only the vectors (and points) it had not
+    cases in the same order, the same positions and harness (`config`, `sweep`'s default when None), the vector's
+    recipe (its meta) and its norm at every layer; its points are cut to the layers x alphas asked for. None
+    otherwise, or when there is no file or none of its points is asked for. A grid widened since then leaves points
+    missing: `sweep(kept=saved)` runs only those. A study cut in the middle of a multi-vector sweep redoes only the vectors (and points) it had not
     finished."""
     target = Path(path)
     if not target.is_file():
@@ -327,6 +346,7 @@ def saved_sweep(
     same = (
         saved.case_ids == [c.id for c in cases]
         and saved.positions == positions
+        and saved.harness == dataclasses.asdict(config or HarnessConfig(max_turns=1))
         and saved.vector_meta == json.loads(json.dumps(dict(vector.meta), default=str))
         and bool(points)
     )
@@ -437,4 +457,5 @@ def controls(
         positions=positions,
         operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
         vector_meta=dict(vector.meta),
+        harness=dataclasses.asdict(config),
     )

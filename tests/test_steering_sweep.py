@@ -4,6 +4,7 @@ on the real tiny agent of test_steering_apply (its think says ask, its action ca
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 
 import pytest
@@ -27,6 +28,8 @@ from toolprior.steering.sweep import (
 from toolprior.steering.vector import SteeringVector
 
 CONFIG = HarnessConfig(max_new_tokens=112, max_turns=1)
+# the module itself (toolprior.steering re-exports a function of the same name)
+sweep_module = importlib.import_module("toolprior.steering.sweep")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -99,9 +102,9 @@ def test_a_given_baseline_is_used_as_evaluated(agent, tiny_tokenizer, vector, re
 
 def test_a_saved_sweep_is_reused_only_when_it_is_the_sweep_asked_for(tmp_path, vector, result):
     path = tmp_path / "sweep.json"
-    assert saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all") is None  # no file yet
+    assert saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all", config=CONFIG) is None  # no file
     path.write_text(json.dumps(result.to_dict()))
-    again = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all")
+    again = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all", config=CONFIG)
     assert again is not None and again.to_dict() == result.to_dict()
     assert choose(again).to_dict() | {"scores": {}} == choose(result).to_dict() | {"scores": {}}  # scores: not saved
     other = SteeringVector({k: v * 2 for k, v in vector.layer_vectors.items()}, meta=dict(vector.meta))
@@ -112,28 +115,42 @@ def test_a_saved_sweep_is_reused_only_when_it_is_the_sweep_asked_for(tmp_path, v
         (vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "generated"),  # other positions
         (other, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all"),  # same recipe, other bytes (its norms)
     ):
-        assert saved_sweep(path, *args) is None
+        assert saved_sweep(path, *args, config=CONFIG) is None
+    assert saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 6.0], "all") is None  # another harness
 
 
-def test_a_widened_grid_sweeps_only_the_points_the_saved_sweep_lacks(tmp_path, agent, tiny_tokenizer, vector, result):
+def test_a_widened_grid_sweeps_only_the_points_the_saved_sweep_lacks(
+    tmp_path, monkeypatch, agent, tiny_tokenizer, vector, result
+):
     path = tmp_path / "sweep.json"
     path.write_text(json.dumps(result.to_dict()))
-    narrower = saved_sweep(path, vector, TAUGHT, [1], [0.0, 6.0], "all")  # cut to what is asked for
+    narrower = saved_sweep(path, vector, TAUGHT, [1], [0.0, 6.0], "all", config=CONFIG)  # cut to what is asked for
     assert narrower is not None and [(p.layer, p.alpha) for p in narrower.points] == [(1, 0.0), (1, 6.0)]
-    kept = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 3.0, 6.0], "all")
+    assert saved_sweep(path, vector, TAUGHT, [1], [0.0], "all", config=dataclasses.replace(CONFIG, seed=1)) is None
+    kept = saved_sweep(path, vector, TAUGHT, [0, 1], [-6.0, 0.0, 3.0, 6.0], "all", config=CONFIG)
     assert kept is not None and len(kept.points) == 6  # 3.0 is new: its two points are missing
-    # a kept point is taken as saved, not run again: a marked value comes back untouched
-    marked = [dataclasses.replace(p, clarify_acc=0.125) if p.alpha == 6.0 else p for p in kept.points]
-    wider = sweep(
-        agent, tiny_tokenizer, TAUGHT, vector, [0, 1], [-6.0, 0.0, 3.0, 6.0], config=CONFIG, kept=marked
-    )  # fmt: skip
-    assert [(p.layer, p.alpha) for p in wider.points] == [(layer, a) for layer in (0, 1) for a in (-6.0, 0.0, 3.0, 6.0)]
-    assert [wider.point(layer, 6.0).clarify_acc for layer in (0, 1)] == [0.125, 0.125]
+    ran: list[list[float]] = []
+    real = sweep_module.run_alphas
+
+    def counting(*args, **kwargs):
+        ran.append(list(args[4]))  # the alphas run_alphas was asked for
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_alphas", counting)
+    grid = [-6.0, 0.0, 3.0, 6.0]
+    wider = sweep(agent, tiny_tokenizer, TAUGHT, vector, [0, 1], grid, config=CONFIG, kept=kept)
+    assert ran == [[3.0], [3.0]]  # one call per layer, the new alpha alone
+    assert [(p.layer, p.alpha) for p in wider.points] == [(layer, a) for layer in (0, 1) for a in grid]
     fresh = sweep(agent, tiny_tokenizer, TAUGHT, vector, [0, 1], [3.0], config=CONFIG)
     for layer in (0, 1):
         assert wider.point(layer, 3.0).to_dict() == fresh.point(layer, 3.0).to_dict()
         # a point read back from the file has no per-action scores (not saved)
         assert wider.point(layer, -6.0).to_dict() == result.point(layer, -6.0).to_dict() | {"scores": {}}
+    # kept points were counted against their own baseline: under another one they are run again
+    other = dataclasses.replace(kept, baseline=dataclasses.replace(kept.baseline, clarify_acc=0.0))
+    ran.clear()
+    sweep(agent, tiny_tokenizer, TAUGHT, vector, [0], grid, config=CONFIG, kept=other)
+    assert ran == [grid]
 
 
 def test_batched_alpha_grid_equals_one_alpha_at_a_time(agent, tiny_tokenizer, vector):

@@ -3,12 +3,23 @@ what decided them are reused only under the same key."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from tests.test_forensics import verdict
+from tests.test_forensics import make_case, verdict
+from toolprior.actions import Action
 from toolprior.config import load_config
 from toolprior.experiments.study_config import StudyConfig
-from toolprior.experiments.study_run import StudyRun, vector_digest
+from toolprior.experiments.study_run import (
+    StudyRun,
+    cases_digest,
+    folder_digest,
+    probe_digest,
+    steering_key,
+    vector_digest,
+)
+from toolprior.probes.linear_probe import LinearProbe
 from toolprior.steering.vector import SteeringVector
 
 
@@ -35,3 +46,32 @@ def test_the_vector_digest_changes_with_any_layer_or_value():
     assert vector_digest(v) == vector_digest(same)  # layer order and storage dtype of equal values do not matter
     assert vector_digest(v) != vector_digest(SteeringVector({3: torch.ones(4), 6: torch.zeros(4)}))
     assert vector_digest(v) != vector_digest(SteeringVector({3: torch.ones(4) * 1.001, 5: torch.zeros(4)}))
+
+
+def test_the_case_and_adapter_digests_see_content_not_names(tmp_path):
+    case = make_case("clarification_loop_0001")
+    relabelled = dataclasses.replace(case, expected_action=Action.CALL_TOOL)  # same id, other content
+    assert cases_digest([case]) != cases_digest([relabelled])
+    assert cases_digest([case]) == cases_digest([make_case("clarification_loop_0001")])
+    adapter = tmp_path / "adapter"
+    assert folder_digest(adapter) is None  # no folder, no files: nothing to key on
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    (adapter / "adapter_config.json").write_text('{"r": 8}')
+    first = folder_digest(adapter)
+    (adapter / "adapter_config.json").write_text('{"r": 16}')  # same weights file, another LoRA config
+    assert first is not None and folder_digest(adapter) != first
+
+
+def test_a_gate_keys_on_its_probe_and_threshold():
+    probe = LinearProbe(
+        ("other", "clarify"), torch.ones(1, 4), torch.zeros(1), torch.zeros(4), torch.ones(4)
+    )  # fmt: skip
+    moved = dataclasses.replace(probe, intercept=torch.full((1,), 0.5))
+    assert probe_digest(probe) == probe_digest(dataclasses.replace(probe))
+    assert probe_digest(probe) != probe_digest(moved)
+    assert probe_digest(object()) is None  # a probe of another kind keys nothing (its gate is always run)
+    v = SteeringVector({3: torch.ones(4)})
+    assert steering_key(v, 1, "generated", gate="g") == {
+        "vector": vector_digest(v), "alpha": 1.0, "positions": "generated", "gate": "g"
+    }  # fmt: skip

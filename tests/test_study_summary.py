@@ -7,18 +7,19 @@ import dataclasses
 
 from tests.test_forensics import CASE_STUDY, make_case, verdict
 from toolprior.cases import ToolCall
-from toolprior.evals.forensics import annotate_think, hallucination_rate
+from toolprior.evals.forensics import annotate_think
 from toolprior.evals.scoring import score
+from toolprior.experiments.study_report import method_forensics
 from toolprior.experiments.study_summary import findings, think_line
 
 
 def sft_block(verdicts, cases):
     annotated = annotate_think(verdicts, cases=cases)
-    return score(annotated) | {"forensics": {"hallucination": hallucination_rate(cases, annotated)}}
+    return score(annotated) | {"forensics": method_forensics(cases, annotated)}
 
 
 def test_the_think_line_counts_asks_followed_by_a_call_and_invented_ids():
-    cases = [make_case(f"clarification_loop_{i:04d}") for i in range(4)]
+    cases = [make_case(f"clarification_loop_{i:04d}") for i in range(5)]
     invented = [ToolCall("verify_shipment_receipt", {"id": "SHP-7777"})]  # in no message of the case
     grounded = [ToolCall("verify_shipment_receipt", {"id": "SHP-1030"})]  # named in the system message
     verdicts = [
@@ -26,19 +27,25 @@ def test_the_think_line_counts_asks_followed_by_a_call_and_invented_ids():
         verdict(cases[1].id, "clarify", "call_tool", "The user gave the ID directly: SHP-7777. I'll verify it now."),
         verdict(cases[2].id, "clarify", "call_tool", "Only SHP-1030 is pending, so I will verify SHP-1030 now."),
         verdict(cases[3].id, "clarify", "clarify", "Two shipments match. I need to ask the user which one."),
+        # a think that says ask on a call_tool case is not one of the clarify cases' failures
+        verdict(cases[4].id, "call_tool", "call_tool", "I should ask the user which one."),
     ]
     verdicts = [
         dataclasses.replace(v, tool_calls=calls)
-        for v, calls in zip(verdicts, [grounded, invented, grounded, []], strict=True)
+        for v, calls in zip(verdicts, [grounded, invented, grounded, [], grounded], strict=True)
     ]
     line = think_line(sft_block(verdicts, cases))
     assert line is not None
-    assert "argues for clarify in 2 held-out turns and the turn calls a tool in 1 of them" in line
-    assert "1 of its 3 tool calls hold an argument value found nowhere" in line
-    report = {"methods": {"sft": sft_block(verdicts, cases)}}
-    assert line in findings(report)
+    assert line.startswith("- On the 4 held-out clarify cases sft calls a tool in 3.")
+    assert "the tool call in 2, for asking in 2 (a tool call follows in 1 of them" in line
+    assert "for another action in 0, and for nothing the rule judge can name in 0" in line
+    assert "1 of its 3 tool-calling turns on these cases hold an argument value found nowhere" in line
+    assert line in findings({"methods": {"sft": sft_block(verdicts, cases)}})
 
 
-def test_no_think_line_without_the_blocks():
+def test_no_think_line_without_clarify_cases():
     assert think_line({}) is None
+    cases = [make_case("clarification_loop_0001")]
+    only_call = [verdict(cases[0].id, "call_tool", "call_tool", "I'll verify SHP-1030 now.")]
+    assert think_line(sft_block(only_call, cases)) is None  # scored, but no clarify case to speak of
     assert findings({"methods": {"sft": {}}}) == []
