@@ -66,8 +66,8 @@ def variant_rule(value: Any) -> str | None:
 
 
 def variant_row(variant: SteeringVariant, result: Any, best: Any) -> dict[str, Any]:
-    """A variant's line in the sweep summary: its best point on mine (None when none kept call_tool) and the
-    point with the most clarify whatever it cost."""
+    """A variant's line in the sweep summary: the layers and alphas swept, its best point on mine (None when none
+    kept call_tool) and the point with the most clarify whatever it cost."""
     points = [p for p in result.points if p.label == "vector"]
     most = max(points, key=lambda p: -1.0 if p.clarify_acc is None else p.clarify_acc)
 
@@ -75,7 +75,13 @@ def variant_row(variant: SteeringVariant, result: Any, best: Any) -> dict[str, A
         return {"layer": p.layer, "alpha": p.alpha, "clarify_acc": p.clarify_acc, "call_tool_acc": p.call_tool_acc,
                 "moved_wrong": p.moved_wrong, "moved_right": p.moved_right}  # fmt: skip
 
-    return {"variant": variant.name, "chosen": None if best is None else brief(best), "most_clarify": brief(most)}
+    return {
+        "variant": variant.name,
+        "layers": result.layers,
+        "alphas": sorted({p.alpha for p in points}),
+        "chosen": None if best is None else brief(best),
+        "most_clarify": brief(most),
+    }
 
 
 def rescaled(vector: SteeringVector, norms: dict[int, float]) -> SteeringVector:

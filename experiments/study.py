@@ -10,7 +10,6 @@ plots; paired tests, collateral damage, KL, cost).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -22,7 +21,7 @@ from typing import Any
 
 from toolprior.atomic import atomic_write_text
 from toolprior.config import dump_yaml, load_config
-from toolprior.evals.harness import HarnessConfig, evaluate
+from toolprior.evals.harness import evaluate
 from toolprior.experiments.comparison import mean_kl, next_token_distributions
 from toolprior.experiments.organism_adapter import install, verify
 from toolprior.experiments.stages import StageRunner
@@ -31,7 +30,7 @@ from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
 from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
-from toolprior.experiments.study_run import StudyRun, cases_digest, folder_digest, probe_digest, steering_key
+from toolprior.experiments.study_run import StudyRun, probe_digest, steering_key
 from toolprior.experiments.study_simpo_search import stage_simpo_search
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
@@ -57,11 +56,6 @@ class Study(StudyRun):
         self.stages = StageRunner(self.run)
         self._agent: tuple[Any, Any] | None = None
 
-    def harness(self) -> Any:
-
-        e = self.config.eval
-        return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
-
     def agent(self, adapter: Path | None = None) -> tuple[Any, Any]:
         """(model, tokenizer) of base + adapter (the SFT adapter by default), loaded once per adapter."""
 
@@ -86,19 +80,13 @@ class Study(StudyRun):
         steering: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Score `cases` with the agent (`adapter`, the SFT one by default) under `steer`, saving the verdicts as
-        `name`. `steering` names what `steer` applies (`study_run.steering_key`: the vector's digest, alpha,
-        positions, a gate's probe and threshold); with it, or with no `steer`, verdicts saved earlier under the same
-        cases (their full records), harness, model, adapter files and steering are taken as they are (a stage cut after some of its evaluations, an hour or more each here, redoes
-        only the rest). A `steer` without `steering` is always run."""
+        `name`. `steering` names what `steer` applies (`study_run.steering_key`); with it, or with no `steer`,
+        verdicts saved earlier under the same key (`StudyRun.verdicts_key`) are taken as they are, so a stage cut
+        after some of its evaluations (an hour or more each here) redoes only the rest. A `steer` without
+        `steering` is always run."""
         key = None
         if steer is None or steering is not None:
-            key = {
-                "cases": cases_digest(cases),
-                "harness": dataclasses.asdict(self.harness()),
-                "model": {k: str(getattr(self.config, k)) for k in ("base", "quantize", "dtype", "merge_adapters")},
-                "adapter": folder_digest(adapter or self.sft_dir / "adapter"),
-                "steering": steering,
-            }
+            key = self.verdicts_key(cases, adapter or self.sft_dir / "adapter", steering)
             kept = self.kept_verdicts(name, key)
             if kept is not None:
                 return {"cases": len(cases), "infer_s": kept.get("infer_s"), "kept": True}
@@ -303,8 +291,8 @@ class Study(StudyRun):
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
         summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict()}
         summary["baseline"].pop("scores", None)
-        if len(variants) > 1:
-            summary["variants"] = [variant_row(v, r, b) for v, r, b in searched]
+        # what was tried, for the report's first page (one variant too: a miss names the grid it swept)
+        summary["variants"] = [variant_row(v, r, b) for v, r, b in searched]
         if best is not None:
             vector = self.vector()
             ctrl = controls(

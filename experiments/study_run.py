@@ -4,6 +4,7 @@ cases of each split and the verdicts each evaluation saved. `experiments.study.S
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ import torch
 
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
+from toolprior.evals.harness import HarnessConfig
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.verdict import read_verdicts, write_verdicts
 
@@ -47,6 +49,22 @@ class StudyRun:
 
     def verdicts_path(self, name: str) -> Path:
         return self.run / "verdicts_cache" / f"{name}.jsonl"
+
+    def harness(self) -> HarnessConfig:
+        """How every evaluation of the study runs its cases (`eval` in the config)."""
+        e = self.config.eval
+        return HarnessConfig(max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, max_turns=e.max_turns)
+
+    def verdicts_key(self, cases: Sequence[Any], adapter: Path, steering: dict[str, Any] | None) -> dict[str, Any]:
+        """What decides an evaluation's verdicts: the cases' full records, the harness, the model settings, every
+        file of the adapter folder, and what steering applies (`steering_key`; None unsteered)."""
+        return {
+            "cases": cases_digest(cases),
+            "harness": dataclasses.asdict(self.harness()),
+            "model": {k: str(getattr(self.config, k)) for k in ("base", "quantize", "dtype", "merge_adapters")},
+            "adapter": folder_digest(adapter),
+            "steering": steering,
+        }
 
     def key_path(self, name: str) -> Path:
         return self.run / "verdicts_cache" / f"{name}.key.json"

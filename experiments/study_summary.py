@@ -137,18 +137,24 @@ def think_line(sft: Mapping[str, Any]) -> str | None:
     return line + "."
 
 
-
 def tried_on_mine(report: Mapping[str, Any]) -> str:
     """What the steering search tried on mine, in one clause (for a method that missed)."""
     sel = report.get("steering_selection") or {}
     rows = sel.get("variants") or []
     if not rows:
         return ""
-    best = max(rows, key=lambda r: r["most_clarify"].get("clarify_acc") or 0.0)["most_clarify"]
+    top = max(rows, key=lambda r: r["most_clarify"].get("clarify_acc") or 0.0)
+    best = top["most_clarify"]
+    grid = ""
+    if rows[0].get("layers") and rows[0].get("alphas"):  # summaries written before the grid was kept lack them
+        layers = ", ".join(str(layer) for layer in rows[0]["layers"])
+        alphas = ", ".join(f"{a:g}" for a in rows[0]["alphas"])
+        grid = f" at blocks {layers} x alphas {alphas}"
+    kinds = f"{len(rows)} variant{'s' if len(rows) > 1 else ''}"
     return (
-        f" Tried on mine: {len(rows)} variants (see Steering selection); the most clarify any reached there was "
-        f"{_num(best.get('clarify_acc'))} (layer {best.get('layer')}, alpha {best.get('alpha')}), with call_tool "
-        f"{_num(best.get('call_tool_acc'))}."
+        f" Tried on mine: {kinds}{grid} (see Steering selection); the most clarify any reached there was "
+        f"{_num(best.get('clarify_acc'))} ({top['variant']}, layer {best.get('layer')}, alpha {best.get('alpha')}), "
+        f"with call_tool {_num(best.get('call_tool_acc'))}."
     )
 
 

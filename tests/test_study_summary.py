@@ -9,8 +9,10 @@ from tests.test_forensics import CASE_STUDY, make_case, verdict
 from toolprior.cases import ToolCall
 from toolprior.evals.forensics import annotate_think
 from toolprior.evals.scoring import score
+from toolprior.experiments.steering_variants import SteeringVariant, variant_row
 from toolprior.experiments.study_report import method_forensics
 from toolprior.experiments.study_summary import findings, think_line
+from toolprior.steering.sweep import SweepPoint, SweepResult
 
 
 def sft_block(verdicts, cases):
@@ -49,3 +51,22 @@ def test_no_think_line_without_clarify_cases():
     only_call = [verdict(cases[0].id, "call_tool", "call_tool", "I'll verify SHP-1030 now.")]
     assert think_line(sft_block(only_call, cases)) is None  # scored, but no clarify case to speak of
     assert findings({"methods": {"sft": {}}}) == []
+
+
+def test_a_steering_miss_names_the_grid_it_swept_on_mine():
+    def point(layer, alpha, clarify, call_tool):
+        return SweepPoint("vector", layer, alpha, 10, clarify, 5, call_tool, 5, None, 0.0, 0.0)
+
+    baseline = SweepPoint("baseline", None, 0.0, 10, 0.0, 5, 0.7, 5, None, 0.0, 0.0)
+    points = [point(8, 0.5, 0.0, 0.7), point(8, 1.0, 0.2, 0.6), point(22, 0.5, 0.0, 0.7), point(22, 1.0, 0.8, 0.1)]
+    result = SweepResult(baseline, points, case_ids=[], splits=["mine"])
+    row = variant_row(SteeringVariant("mean_diff", "classes", "decision", "from_decision"), result, points[0])
+    acc = {"n": 5, "acc": 0.0, "ci95": [0.0, 0.5]}
+    report = {
+        "methods": {"sft": {"per_action": {"clarify": acc}}, "steering": {"per_action": {"clarify": acc}}},
+        "steering_selection": {"variants": [row]},
+    }
+    (line,) = [f for f in findings(report) if f.startswith("- **steering**")]
+    assert "does not reach the target" in line
+    assert "Tried on mine: 1 variant at blocks 8, 22 x alphas 0.5, 1 (see Steering selection)" in line
+    assert "the most clarify any reached there was 0.80 (mean_diff-classes-decision-from_decision, layer 22" in line
