@@ -4,6 +4,7 @@ setting, the probe block, collateral damage, next-token KL on neutral prompts an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolprior.atomic import atomic_write_text
@@ -15,6 +16,13 @@ from toolprior.experiments.study_summary import render_study_summary
 
 if TYPE_CHECKING:
     from toolprior.experiments.study_run import StudyRun
+
+
+def _shown(path: Any) -> str:
+    """A config path as a reader can find it: relative to the working folder when it lies inside it (the demo's
+    configs, resolved to absolute paths when loaded, would otherwise name the clone's folder)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(Path.cwd())) if resolved.is_relative_to(Path.cwd()) else str(path)
 
 
 def _stage(study: StudyRun, name: str) -> dict[str, Any]:
@@ -104,7 +112,7 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
                 extra["search"] = {k: search[k] for k in ("chosen", "rule", "sft_on_mine", "settings")}
             elif name != "simpo_steering":  # its setting is SimPO's and steering's, named above
                 # the preference settings are the config's as written: no search ran, so nothing was chosen on eval
-                extra["chosen_on"] = f"none (as written in {getattr(study.config, f'{name}_config')})"
+                extra["chosen_on"] = f"none (as written in {_shown(getattr(study.config, f'{name}_config'))})"
             trained = _stage(study, "simpo" if name == "simpo_steering" else name)
             extra["cost"] = {**extra["cost"], "steps": trained.get("steps")}
         if name == "conditional_steering":
