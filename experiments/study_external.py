@@ -19,31 +19,17 @@ from typing import Any, Protocol
 from toolprior.atomic import atomic_write_text
 from toolprior.evals.external_metrics import external_metrics
 from toolprior.evals.when2call_logprob import when2call_logprob
-from toolprior.experiments.study_run import steering_key
+from toolprior.experiments.study_run import EvaluatingHost, steering_key
 from toolprior.importers.bfcl import import_bfcl
 from toolprior.importers.when2call import import_when2call
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
 
 
-class ExternalHost(Protocol):
+class ExternalHost(EvaluatingHost, Protocol):
     """What the stage needs of the study that runs it (experiments.study.Study)."""
 
-    config: Any
-    run: Path
-
     def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
-
-    def evaluate(
-        self,
-        name: str,
-        cases: list[Any],
-        steer: Any = None,
-        adapter: Path | None = None,
-        steering: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def load_verdicts(self, name: str) -> list[Any]: ...
 
     def chosen(self) -> dict[str, Any] | None: ...
 

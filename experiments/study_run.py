@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -18,6 +18,25 @@ from toolprior.case_io import read_cases
 from toolprior.evals.harness import HarnessConfig
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.verdict import read_verdicts, write_verdicts
+
+
+class EvaluatingHost(Protocol):
+    """What a stage kept outside the study (`study_external`, `study_simpo_search`) needs of the study that runs it
+    (`experiments.study.Study`): its config and run folder, its keyed evaluation and the verdicts it saved."""
+
+    config: Any
+    run: Path
+
+    def evaluate(
+        self,
+        name: str,
+        cases: list[Any],
+        steer: Any = None,
+        adapter: Path | None = None,
+        steering: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
+
+    def load_verdicts(self, name: str) -> list[Any]: ...
 
 
 class StudyRun:

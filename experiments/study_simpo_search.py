@@ -8,34 +8,18 @@ the choice reads are not held out; the held-out numbers come after, on eval + ev
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 from typing import Any, Protocol
 
 from toolprior.config import load_config
+from toolprior.experiments.study_run import EvaluatingHost
 from toolprior.steering.sweep import MAX_CALL_TOOL_DROP, score_point
 from toolprior.training import SimPORunConfig, train_simpo
 
 
-class SearchHost(Protocol):
+class SearchHost(EvaluatingHost, Protocol):
     """What the search needs of the study that runs it (experiments.study.Study)."""
 
-    config: Any
-    run: Path
-
     def mine_for_sweep(self) -> list[Any]: ...
-
-    def evaluate(
-        self,
-        name: str,
-        cases: list[Any],
-        steer: Any = None,
-        adapter: Path | None = None,
-        steering: dict[str, Any] | None = None,
-    ) -> dict[str, Any]: ...
-
-    def load_verdicts(self, name: str) -> list[Any]: ...
-
-    def verdicts_path(self, name: str) -> Path: ...
 
 
 def _chosen(rows: dict[str, dict[str, Any]], floor: float | None) -> tuple[str, str]:
