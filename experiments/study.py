@@ -337,11 +337,12 @@ class Study(StudyRun):
         model, tokenizer = self.agent()
         layer, alpha, single, control = self.chosen_vectors(chosen)
         out: dict[str, Any] = {}
-        factory = steering_factory(model, single, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        steering = steering_key(single, alpha, self.apply_positions())
+        positions = self.apply_positions()  # read from chosen.json once for the three evaluations
+        factory = steering_factory(model, single, alpha, positions=positions, tokenizer=tokenizer)
+        steering = steering_key(single, alpha, positions)
         out["steering"] = self.evaluate("steering", self.held_out, steer=factory, steering=steering)
-        factory = steering_factory(model, control, alpha, positions=self.apply_positions(), tokenizer=tokenizer)
-        random_steering = steering_key(control, alpha, self.apply_positions())
+        factory = steering_factory(model, control, alpha, positions=positions, tokenizer=tokenizer)
+        random_steering = steering_key(control, alpha, positions)
         out["steering_random"] = self.evaluate(
             "steering_random", self.held_out, steer=factory, steering=random_steering
         )
@@ -354,7 +355,7 @@ class Study(StudyRun):
             train_cases=self.source_sample(),
             mine_cases=self.mine_for_sweep(),
             target=s.conditional_target,
-            positions=self.apply_positions(),
+            positions=positions,
         )
         gate = probe_digest(conditional.probe)
         gated = None if gate is None else {**steering, "gate": gate, "gate_threshold": float(conditional.threshold)}

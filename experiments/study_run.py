@@ -17,6 +17,7 @@ from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.evals.harness import HarnessConfig
 from toolprior.experiments.study_config import StudyConfig
+from toolprior.model_source import file_sha256
 from toolprior.verdict import read_verdicts, write_verdicts
 
 
@@ -129,7 +130,7 @@ def folder_digest(folder: Path) -> str | None:
     h = hashlib.sha256()
     for path in files:
         h.update(str(path.relative_to(folder)).encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        h.update(bytes.fromhex(file_sha256(path)))  # streamed: adapter weights can be large
     return h.hexdigest()
 
 

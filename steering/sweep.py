@@ -72,8 +72,12 @@ class SweepPoint:
     norm: float | None = None
     scores: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, scores: bool = True) -> dict[str, Any]:
+        """The point as a plain dict; `scores=False` leaves the per-case scores out (what a saved sweep keeps)."""
+        d = asdict(self)
+        if not scores:
+            d.pop("scores")
+        return d
 
 
 @dataclass
@@ -116,19 +120,13 @@ class SweepResult:
         return layers, alphas, values
 
     def to_dict(self, scores: bool = False) -> dict[str, Any]:
-        def point(p: SweepPoint) -> dict[str, Any]:
-            d = p.to_dict()
-            if not scores:
-                d.pop("scores")
-            return d
-
         return {
             "chosen_on": self.splits,
             "n": len(self.case_ids),
             "positions": self.positions,
             "operator": self.operator,
-            "baseline": point(self.baseline),
-            "points": [point(p) for p in self.points],
+            "baseline": self.baseline.to_dict(scores),
+            "points": [p.to_dict(scores) for p in self.points],
             "case_ids": self.case_ids,
             "vector_meta": self.vector_meta,
             "harness": self.harness,
@@ -277,7 +275,7 @@ def sweep(
         and kept.case_ids == [c.id for c in cases]
         and kept.positions == positions
         and kept.harness == harness
-        and _unscored(kept.baseline) == _unscored(base_point)
+        and kept.baseline.to_dict(scores=False) == base_point.to_dict(scores=False)
     )
     done = {(p.layer, float(p.alpha)): p for p in kept.points if p.label == "vector"} if kept and usable else {}
     points = []
@@ -316,11 +314,6 @@ def sweep(
     )
 
 
-def _unscored(point: SweepPoint) -> dict[str, Any]:
-    """A point's numbers without its per-case scores (a sweep read back from its file has none)."""
-    return {k: v for k, v in point.to_dict().items() if k != "scores"}
-
-
 def saved_sweep(
     path: str | os.PathLike[str],
     vector: SteeringVector,
@@ -334,8 +327,8 @@ def saved_sweep(
     cases in the same order, the same positions and harness (`config`, `sweep`'s default when None), the vector's
     recipe (its meta) and its norm at every layer; its points are cut to the layers x alphas asked for. None
     otherwise, or when there is no file or none of its points is asked for. A grid widened since then leaves points
-    missing: `sweep(kept=saved)` runs only those. A study cut in the middle of a multi-vector sweep redoes only the vectors (and points) it had not
-    finished."""
+    missing: `sweep(kept=saved)` runs only those. A study cut in the middle of a multi-vector sweep redoes only the
+    vectors (and points) it had not finished."""
     target = Path(path)
     if not target.is_file():
         return None
