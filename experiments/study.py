@@ -289,8 +289,7 @@ class Study(StudyRun):
         if chosen is not None and len(variants) > 1:
             chosen.update(variant=variant.to_dict(), apply_positions=variant.apply)
         atomic_write_text(out / "chosen.json", json.dumps(chosen, indent=2) + "\n")
-        summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict()}
-        summary["baseline"].pop("scores", None)
+        summary: dict[str, Any] = {"chosen": chosen, "baseline": result.baseline.to_dict(scores=False)}
         # what was tried, for the report's first page (one variant too: a miss names the grid it swept)
         summary["variants"] = [variant_row(v, r, b) for v, r, b in searched]
         if best is not None:

@@ -51,8 +51,7 @@ def stage_simpo_search(study: SearchHost) -> dict[str, Any]:
         scored = f"simpo_search_{name}_mine"
         # a resumed search keeps the scores it already has for the same adapter (`evaluate` keys them)
         study.evaluate(scored, mine, adapter=folder / "adapter")
-        point = score_point(f"simpo:{name}", None, 0.0, study.load_verdicts(scored), baseline).to_dict()
-        point.pop("scores", None)
+        point = score_point(f"simpo:{name}", None, 0.0, study.load_verdicts(scored), baseline).to_dict(scores=False)
         rows[name] = {"overrides": list(extra), "train_s": round(result.train_seconds, 2), "steps": result.steps,
                       "pairs": result.pairs, **point}  # fmt: skip
     base = score_point("baseline", None, 0.0, baseline, baseline)
