@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from toolprior.atomic import atomic_write_text
 from toolprior.config import dump_yaml, load_config
 from toolprior.evals.harness import evaluate
 from toolprior.experiments.comparison import mean_kl, next_token_distributions
+from toolprior.experiments.inference_clock import inference_clock
 from toolprior.experiments.organism_adapter import install, verify
 from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rescaled, variant_row
@@ -89,15 +89,14 @@ class Study(StudyRun):
             key = self.verdicts_key(cases, adapter or self.sft_dir / "adapter", steering)
             kept = self.kept_verdicts(name, key)
             if kept is not None:
-                return {"cases": len(cases), "infer_s": kept.get("infer_s"), "kept": True}
+                return {"cases": len(cases), "infer_s": kept.get("infer_s"), "cpu_s": kept.get("cpu_s"), "kept": True}
         model, tokenizer = self.agent(adapter)
-        start = time.perf_counter()
-        verdicts = evaluate(
-            model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name
-        )
-        seconds = round(time.perf_counter() - start, 2)
-        self.save_verdicts(name, verdicts, key=key, infer_s=seconds)
-        return {"cases": len(cases), "infer_s": seconds}
+        with inference_clock() as clock:
+            verdicts = evaluate(
+                model, tokenizer, cases, config=self.harness(), steer=steer, progress=self.progress, desc=name
+            )
+        self.save_verdicts(name, verdicts, key=key, **clock)
+        return {"cases": len(cases), **clock}
 
     # ------------------------------------------------------------------------------------------------- stages
     def stage_data(self) -> dict[str, Any]:
@@ -140,10 +139,10 @@ class Study(StudyRun):
 
         model, tokenizer = self.agent()
         first = [v.output for v in self.load_verdicts("sft")]
-        start = time.perf_counter()
-        verdicts = guardrail_evaluate(model, tokenizer, self.held_out, self.harness(), first_outputs=first)
+        with inference_clock() as clock:
+            verdicts = guardrail_evaluate(model, tokenizer, self.held_out, self.harness(), first_outputs=first)
         self.save_verdicts("guardrail", verdicts)
-        return {"infer_s": round(time.perf_counter() - start, 2)}
+        return dict(clock)
 
     def steering_layers(self, model: Any) -> list[int]:
         """The layers the sweep tries: around the probe's best layer when asked (where the probe found the

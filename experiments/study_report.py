@@ -31,24 +31,25 @@ def _stage(study: StudyRun, name: str) -> dict[str, Any]:
 
 
 def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
-    sft_train = _stage(study, "sft").get("train_s")
-    base_infer = _stage(study, "eval_sft").get("held_out", {}).get("infer_s")
+    """Each method's training and inference seconds, and its inference cost against sft's on the same cases: from
+    CPU seconds where both evaluations recorded them (a pause of the study does not count there), else from wall
+    seconds (`overhead_from` says which)."""
     steering = _stage(study, "eval_steering")
     simpo = _stage(study, "eval_simpo")
-    infer = {
-        "sft": base_infer,
-        "guardrail": _stage(study, "guardrail").get("infer_s"),
-        "steering": steering.get("steering", {}).get("infer_s"),
-        "steering_random": steering.get("steering_random", {}).get("infer_s"),
-        "conditional_steering": steering.get("conditional_steering", {}).get("infer_s"),
-        "simpo": simpo.get("simpo", {}).get("infer_s"),
-        "simpo_steering": simpo.get("simpo_steering", {}).get("infer_s"),
-        "dpo": _stage(study, "eval_dpo").get("dpo", {}).get("infer_s"),
-        "adv_sft": _stage(study, "eval_adv_sft").get("adv_sft", {}).get("infer_s"),
+    timings = {
+        "sft": _stage(study, "eval_sft").get("held_out", {}),
+        "guardrail": _stage(study, "guardrail"),
+        "steering": steering.get("steering", {}),
+        "steering_random": steering.get("steering_random", {}),
+        "conditional_steering": steering.get("conditional_steering", {}),
+        "simpo": simpo.get("simpo", {}),
+        "simpo_steering": simpo.get("simpo_steering", {}),
+        "dpo": _stage(study, "eval_dpo").get("dpo", {}),
+        "adv_sft": _stage(study, "eval_adv_sft").get("adv_sft", {}),
     }
     simpo_train = _stage(study, "simpo").get("train_s", 0.0)
     train = {
-        "sft": sft_train,
+        "sft": _stage(study, "sft").get("train_s"),
         "guardrail": 0.0,
         "steering": _stage(study, "steer_compute").get("seconds", 0.0)
         + _stage(study, "steer_sweep").get("seconds", 0.0),
@@ -59,12 +60,20 @@ def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     train["steering_random"] = train["steering"]
     train["conditional_steering"] = train["steering"]
     train["simpo_steering"] = (simpo_train or 0.0) + train["steering"]
+    base = timings["sft"]
     out = {}
-    for method, seconds in infer.items():
-        if seconds is None:
+    for method, timing in timings.items():
+        if timing.get("infer_s") is None:
             continue
-        overhead = round(seconds / base_infer, 3) if base_infer else None
-        out[method] = {"train_s": train.get(method), "infer_s": seconds, "infer_overhead": overhead}
+        basis = "cpu_s" if timing.get("cpu_s") and base.get("cpu_s") else "infer_s"
+        overhead = round(timing[basis] / base[basis], 3) if base.get(basis) else None
+        out[method] = {
+            "train_s": train.get(method),
+            "infer_s": timing["infer_s"],
+            "cpu_s": timing.get("cpu_s"),
+            "infer_overhead": overhead,
+            "overhead_from": "cpu" if basis == "cpu_s" else "wall",
+        }
     return out
 
 

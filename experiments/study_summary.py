@@ -57,7 +57,7 @@ def results_table(report: Mapping[str, Any]) -> list[str]:
             _num(change.get("answer_directly_change"), "+.2f"),
             _num(kl.get(name), ".3f") if name != "sft" else "0",
             _num(cost.get("train_s"), ".0f"),
-            _num(cost.get("infer_overhead")),
+            _num(cost.get("infer_overhead")) + (" (wall)" if cost.get("overhead_from") == "wall" else ""),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 SFT_CONFIG = "experiments/configs/sft_organism.yaml"
 # Wall-clock fields: the only things a resumed run may report differently.
-TIMINGS = frozenset({"train_s", "infer_s", "infer_overhead", "seconds"})
+TIMINGS = frozenset({"train_s", "infer_s", "cpu_s", "infer_overhead", "seconds"})
 # The tiny SFT every run here trains: 6 steps of 2 cases, a checkpoint and an evaluation every 2 steps. The recipe's
 # NEFTune noise, LoRA dropout, length-grouped shuffling, cosine schedule and early stopping (loading the best
 # checkpoint at the end) stay on: all of them draw on or carry state a resume has to restore.

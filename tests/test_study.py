@@ -70,6 +70,9 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert same_ids["dpo"] == same_ids["adv_sft"] == same_ids["simpo"] == same_ids["sft"]
     assert report["methods"]["simpo"]["pairs_from"] == "mine" and report["methods"]["sft"]["cost"]["train_s"] > 0
     assert report["methods"]["simpo"]["cost"]["steps"] == 1 and report["methods"]["dpo"]["cost"]["steps"] == 1
+    # inference cost from CPU seconds, which a paused study does not inflate, when sft's and the method's both exist
+    costs = report["methods"]
+    assert costs["sft"]["cost"]["cpu_s"] > 0 and costs["simpo"]["cost"]["overhead_from"] == "cpu"
     # not searched: named as written, by the path a reader of this checkout finds it at
     assert report["methods"]["dpo"]["chosen_on"].startswith("none (as written in experiments/configs/")
     assert "probe" in report and report["probe"]["position"] == "decision"
