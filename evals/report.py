@@ -126,8 +126,11 @@ def write_eval_report(
     methods: Mapping[str, Sequence[Verdict]],
     extras: Mapping[str, Mapping[str, Any]] | None = None,
     reference: str = "sft",
+    merge: bool = True,
 ) -> dict[str, Any]:
-    """Write verdicts/<method>.jsonl, report.json (merged with methods already there), report.md and plots."""
+    """Write verdicts/<method>.jsonl, report.json (merged with the methods and keys already there, unless `merge` is
+    False: a caller that writes the whole report each time, as a study does, must not inherit stale keys), report.md
+    and plots."""
     out = Path(out_dir)
     (out / "verdicts").mkdir(parents=True, exist_ok=True)
     block = eval_block(cases)
@@ -147,6 +150,8 @@ def write_eval_report(
     for name, verdicts in methods.items():
         write_verdicts(out / "verdicts" / f"{name}.jsonl", verdicts)
     all_verdicts = {p.stem: read_verdicts(p) for p in sorted((out / "verdicts").glob("*.jsonl"))}
+    if not merge:
+        existing = {}
     report: dict[str, Any] = {"eval": block, "methods": dict(existing.get("methods", {}))}
     for name, verdicts in methods.items():
         entry = score(verdicts)

@@ -4,8 +4,8 @@ Stages (each cached under runs/<name>/stages/, so a rerun after an interrupt ski
 data -> sft -> eval_sft (eval + eval_novel, and mine for pairs and sweeps) -> probe (train split) ->
 steer_compute (train split) -> steer_sweep (mine only; layer and alpha chosen there) -> eval of guardrail,
 steering, conditional steering and the random-direction control -> pairs (mine failures) -> simpo -> eval of simpo
-and simpo+steering -> DPO and adversarial SFT on the same pairs -> their evals -> report (report.json / report.md /
-plots; paired tests, collateral damage, KL, cost).
+and simpo+steering -> external held-out files (sft, steering, simpo) -> DPO and adversarial SFT on the same pairs ->
+their evals -> KL -> report (report.json / report.md / plots; paired tests, collateral damage, KL, cost).
 """
 
 from __future__ import annotations
@@ -15,19 +15,21 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from toolprior.atomic import atomic_write_text
 from toolprior.config import dump_yaml, load_config
+from toolprior.errors import InputError, Problem
 from toolprior.evals.harness import evaluate
-from toolprior.experiments.comparison import mean_kl, next_token_distributions
 from toolprior.experiments.inference_clock import inference_clock
 from toolprior.experiments.organism_adapter import install, verify
 from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rescaled, variant_row
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
+from toolprior.experiments.study_kl import stage_kl
 from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
 from toolprior.experiments.study_run import StudyRun, probe_digest, steering_key
@@ -409,85 +411,58 @@ class Study(StudyRun):
             )
         return out
 
-    def neutral_texts(self, count: int = 64) -> list[str]:
-        """Ordinary enterprise prose with no decision at stake: the system text of val cases, cut mid-sentence
-        after 8 to 31 words (no chat template, no tools, no request)."""
-        texts = []
-        for i, case in enumerate(self.cases("val")[:count]):
-            words = case.messages[0].content.split()
-            texts.append(" ".join(words[: 8 + (i * 7) % 24]))
-        return texts
 
-    def stage_kl(self) -> dict[str, Any]:
-        """KL(sft || method) of next-token distributions on neutral text: what a method changes where it should
-        change nothing. Steering is applied at every position there (from the decision point it would touch
-        nothing, and the KL would be 0 by construction)."""
-
-        prompts = self.neutral_texts()
-        model, tokenizer = self.agent()
-        reference = next_token_distributions(model, tokenizer, prompts)
-        chosen = self.chosen() if (self.run / "steering" / "chosen.json").is_file() else None
-        vectors: dict[str, Any] = {}
-        if chosen is not None:
-            _, alpha, single, control = self.chosen_vectors(chosen)
-            vectors = {"steering": (single, alpha), "steering_random": (control, alpha)}
-        wanted = set(self.config.methods)
-        kl: dict[str, float] = {}
-        for name, (vec, alpha) in vectors.items():
-            if name in wanted:
-                factory = steering_factory(model, vec, alpha, positions="all", tokenizer=tokenizer)
-                kl[name] = round(
-                    mean_kl(reference, next_token_distributions(model, tokenizer, prompts, steer=factory)), 5
-                )
-        for name in ("simpo", "dpo", "adv_sft"):
-            adapter = self.run / name / "adapter"
-            if name in wanted and adapter.is_dir():
-                trained, tok = self.agent(adapter)
-                kl[name] = round(mean_kl(reference, next_token_distributions(trained, tok, prompts)), 5)
-                if name == "simpo" and "simpo_steering" in wanted and "steering" in vectors:
-                    vec, alpha = vectors["steering"]
-                    factory = steering_factory(trained, vec, alpha, positions="all", tokenizer=tok)
-                    steered = next_token_distributions(trained, tok, prompts, steer=factory)
-                    kl["simpo_steering"] = round(mean_kl(reference, steered), 5)
-        return {
-            "prompts": len(prompts),
-            "source": "val cases' system text cut after 8-31 words",
-            "positions": "all",
-            "methods": kl,
-        }
-
-
-def run_study(config: StudyConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every stage of a study and write the report; returns report.json's content."""
-
-    study = Study(config, progress=progress)
-    atomic_write_text(study.run / "config.yaml", dump_yaml(config))
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def study_stages(study: Study) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """Every stage `study`'s config asks for, by name, in the order they run."""
+    config = study.config
     wanted = set(config.methods)
-    study.stages.run("data", study.stage_data)
-    study.stages.run("sft", study.stage_sft)
-    study.stages.run("eval_sft", study.stage_eval_sft)
+    stages: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("data", study.stage_data),
+        ("sft", study.stage_sft),
+        ("eval_sft", study.stage_eval_sft),
+    ]
     if config.probe.enabled:
-        study.stages.run("probe", lambda: stage_probe(study))
+        stages.append(("probe", lambda: stage_probe(study)))
     if "guardrail" in wanted:
-        study.stages.run("guardrail", study.stage_guardrail)
+        stages.append(("guardrail", study.stage_guardrail))
     if wanted & {"steering", "conditional_steering", "steering_random", "simpo_steering"}:
-        study.stages.run("steer_compute", study.stage_steer_compute)
-        study.stages.run("steer_sweep", study.stage_steer_sweep)
-        study.stages.run("eval_steering", study.stage_eval_steering)
+        stages += [
+            ("steer_compute", study.stage_steer_compute),
+            ("steer_sweep", study.stage_steer_sweep),
+            ("eval_steering", study.stage_eval_steering),
+        ]
     if wanted & {"simpo", "simpo_steering", "dpo", "adv_sft"}:
-        study.stages.run("pairs", study.stage_pairs)
+        stages.append(("pairs", study.stage_pairs))
     if wanted & {"simpo", "simpo_steering"}:
-        if config.simpo_search:
-            study.stages.run("simpo", lambda: stage_simpo_search(study))
-        else:
-            study.stages.run("simpo", lambda: study.stage_pair_training("simpo"))
-        study.stages.run("eval_simpo", study.stage_eval_simpo)
+        search = config.simpo_search
+        stages.append(
+            ("simpo", (lambda: stage_simpo_search(study)) if search else lambda: study.stage_pair_training("simpo"))
+        )
+        stages.append(("eval_simpo", study.stage_eval_simpo))
+    # before DPO and adversarial SFT: the external sets score the methods the issue compares (sft, steering, SimPO)
+    if config.external.enabled:
+        stages.append(("external", lambda: stage_external(study)))
     for method in ("dpo", "adv_sft"):
         if method in wanted:
-            study.stages.run(method, functools.partial(study.stage_pair_training, method))
-            study.stages.run(f"eval_{method}", functools.partial(study.stage_eval_adapter, method))
-    if config.external.enabled:
-        study.stages.run("external", lambda: stage_external(study))
-    study.stages.run("kl", study.stage_kl)
+            stages.append((method, functools.partial(study.stage_pair_training, method)))
+            stages.append((f"eval_{method}", functools.partial(study.stage_eval_adapter, method)))
+    stages.append(("kl", lambda: stage_kl(study)))
+    return stages
+
+
+def run_study(config: StudyConfig, progress: bool = True, report_only: bool = False) -> dict[str, Any]:
+    """Run (or resume) every stage of a study and write the report; returns report.json's content. With
+    `report_only`, run nothing: write the report from the stages finished so far, naming the others (`unfinished`),
+    so a run of hours can be read while it goes on."""
+
+    if report_only and not (config.run_dir / "stages" / "eval_sft.json").is_file():
+        raise InputError(Problem(str(config.run_dir), None, None, "nothing to report yet: eval_sft has not finished"))
+    study = Study(config, progress=progress)
+    stages = study_stages(study)
+    if report_only:
+        return write_study_report(study, unfinished=[name for name, _ in stages if not study.stages.done(name)])
+    atomic_write_text(study.run / "config.yaml", dump_yaml(config))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, fn in stages:
+        study.stages.run(name, fn)
     return write_study_report(study)

@@ -93,7 +93,9 @@ def method_forensics(cases: list[Any], verdicts: list[Any]) -> dict[str, Any]:
     }
 
 
-def write_study_report(study: StudyRun) -> dict[str, Any]:
+def write_study_report(study: StudyRun, unfinished: list[str] | None = None) -> dict[str, Any]:
+    """Write report.json and report.md from what the run holds. `unfinished` names the stages not finished yet
+    (an interim report, `toolprior study --report-only`): the report says so on its first page."""
 
     methods: dict[str, list[Any]] = {}
     for name in study.config.methods:
@@ -127,9 +129,13 @@ def write_study_report(study: StudyRun) -> dict[str, Any]:
         if name == "conditional_steering":
             extra["threshold_chosen_on"] = "mine"
         extras[name] = extra
-    report = write_eval_report(study.run, study.held_out, methods, extras=extras)
+    # written whole each time: an interim report's `unfinished`, or a stage's block from before it was redone, must
+    # not survive into the next report
+    report = write_eval_report(study.run, study.held_out, methods, extras=extras, merge=False)
     if study.config.scope:
         report["scope"] = study.config.scope
+    if unfinished:
+        report["unfinished"] = unfinished
     sft_stage = _stage(study, "sft")
     if sft_stage.get("shipped_adapter"):
         report["sft_adapter"] = {k: sft_stage.get(k) for k in ("shipped_adapter", "config_hash", "commit", "steps")}

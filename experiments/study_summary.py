@@ -325,6 +325,11 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
         "cases; Δ is the accuracy change against sft.",
         "",
         *([f"Scope: {report['scope']}", ""] if report.get("scope") else []),
+        *(
+            [f"**Interim report**: stages not finished yet: {', '.join(report['unfinished'])}.", ""]
+            if report.get("unfinished")
+            else []
+        ),
         "## Findings",
         "",
         *findings(report),

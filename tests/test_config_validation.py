@@ -180,6 +180,17 @@ def test_set_overrides_are_checked_and_named(place: Path, capsys: pytest.Capture
     assert not (place / "out").exists()
 
 
+def test_an_interim_report_of_a_study_not_begun_is_one_line(
+    place: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = place / "c.yaml"
+    path.write_text(VALID["study"])
+    monkeypatch.chdir(place)  # out_dir (out) is relative to the working folder
+    assert _run("study", path, "--report-only") == 2
+    assert _one_error(capsys) == "error: out/s: nothing to report yet: eval_sft has not finished"
+    assert not (place / "out").exists()  # nothing made, not even the run folder
+
+
 def test_every_problem_is_reported_at_once(place: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = place / "c.yaml"
     path.write_text("name: s\nout_dir: out\neval: {batch_size: 0}\nsteering:\n  alphas: [x]\nsft_set: [lora.r=0]\n")

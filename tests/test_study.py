@@ -124,3 +124,15 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     after = {p.name: p.stat().st_mtime for p in (run / "stages").glob("*.json")}
     assert before == after
     json.loads((run / "report.json").read_text())
+    # an interim report while stages are left: it runs none of them and names them on its first page
+    for name in ("eval_adv_sft", "kl"):
+        (run / "stages" / f"{name}.json").unlink()
+    interim = run_study(config, progress=False, report_only=True)
+    assert interim["unfinished"] == ["eval_adv_sft", "kl"] and "kl" not in interim
+    assert not (run / "stages" / "kl.json").exists() and not (run / "stages" / "eval_adv_sft.json").exists()
+    assert "**Interim report**: stages not finished yet: eval_adv_sft, kl." in (run / "report.md").read_text()
+    assert interim["methods"]["simpo"]["per_action"] == report["methods"]["simpo"]["per_action"]
+    (run / "stages" / "eval_adv_sft.json").write_text("{}")  # as if it had finished: the next report is whole again
+    (run / "stages" / "kl.json").write_text(json.dumps({"methods": {"simpo": 0.5}}))
+    final = run_study(config, progress=False)
+    assert "unfinished" not in final and final["kl"]["methods"] == {"simpo": 0.5}

@@ -12,13 +12,13 @@ from toolprior.experiments.study_config import StudyConfig
 DEMO_CONFIG = shipped_configs_dir() / "demo.yaml"
 
 
-def _run(config_path: Path, overrides: list[str]) -> int:
+def _run(config_path: Path, overrides: list[str], report_only: bool = False) -> int:
     config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
     quiet_libraries()  # after the config is accepted: quieting transformers imports it (and torch)
     # lazy: the study's stages load torch and the trainers (minutes on a busy machine); a bad config is refused first
     from toolprior.experiments.study import run_study
 
-    report = run_study(config)
+    report = run_study(config, report_only=report_only)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'report.json'} and {run / 'report.md'}")
     for name, m in report["methods"].items():
@@ -31,7 +31,7 @@ def _run(config_path: Path, overrides: list[str]) -> int:
 
 def study(args: argparse.Namespace) -> int:
     overrides = list(args.set) + ([f"name={args.name}"] if args.name else [])
-    return _run(args.config, overrides)
+    return _run(args.config, overrides, report_only=args.report_only)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -13,4 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. eval.batch_size=64"
     )
     study.add_argument("--name", default=None, help="run name (folder under out_dir)")
+    study.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run no stage: write report.md / report.json from the stages finished so far (an interim report)",
+    )
     study.set_defaults(run=("study", "study"))

@@ -1,0 +1,70 @@
+"""The study's KL stage: KL(sft || method) of next-token distributions on neutral text, what a method changes where
+it should change nothing. Steering is applied at every position there (from the decision point it would touch
+nothing, and the KL would be 0 by construction)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from toolprior.experiments.comparison import mean_kl, next_token_distributions
+from toolprior.steering.apply import steering_factory
+
+
+class KLHost(Protocol):
+    """What the stage needs of the study that runs it (experiments.study.Study)."""
+
+    config: Any
+    run: Path
+
+    def cases(self, split: str) -> list[Any]: ...
+
+    def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
+
+    def chosen(self) -> dict[str, Any] | None: ...
+
+    def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]: ...
+
+
+def neutral_texts(study: KLHost, count: int = 64) -> list[str]:
+    """Ordinary enterprise prose with no decision at stake: the system text of val cases, cut mid-sentence after 8
+    to 31 words (no chat template, no tools, no request)."""
+    texts = []
+    for i, case in enumerate(study.cases("val")[:count]):
+        words = case.messages[0].content.split()
+        texts.append(" ".join(words[: 8 + (i * 7) % 24]))
+    return texts
+
+
+def stage_kl(study: KLHost) -> dict[str, Any]:
+    """KL of every method the study made against sft on `neutral_texts`, averaged over texts and positions."""
+    prompts = neutral_texts(study)
+    model, tokenizer = study.agent()
+    reference = next_token_distributions(model, tokenizer, prompts)
+    chosen = study.chosen() if (study.run / "steering" / "chosen.json").is_file() else None
+    vectors: dict[str, Any] = {}
+    if chosen is not None:
+        _, alpha, single, control = study.chosen_vectors(chosen)
+        vectors = {"steering": (single, alpha), "steering_random": (control, alpha)}
+    wanted = set(study.config.methods)
+    kl: dict[str, float] = {}
+    for name, (vec, alpha) in vectors.items():
+        if name in wanted:
+            factory = steering_factory(model, vec, alpha, positions="all", tokenizer=tokenizer)
+            kl[name] = round(mean_kl(reference, next_token_distributions(model, tokenizer, prompts, steer=factory)), 5)
+    for name in ("simpo", "dpo", "adv_sft"):
+        adapter = study.run / name / "adapter"
+        if name in wanted and adapter.is_dir():
+            trained, tok = study.agent(adapter)
+            kl[name] = round(mean_kl(reference, next_token_distributions(trained, tok, prompts)), 5)
+            if name == "simpo" and "simpo_steering" in wanted and "steering" in vectors:
+                vec, alpha = vectors["steering"]
+                factory = steering_factory(trained, vec, alpha, positions="all", tokenizer=tok)
+                steered = next_token_distributions(trained, tok, prompts, steer=factory)
+                kl["simpo_steering"] = round(mean_kl(reference, steered), 5)
+    return {
+        "prompts": len(prompts),
+        "source": "val cases' system text cut after 8-31 words",
+        "positions": "all",
+        "methods": kl,
+    }
