@@ -149,7 +149,10 @@ def write_eval_report(
             )
     for name, verdicts in methods.items():
         write_verdicts(out / "verdicts" / f"{name}.jsonl", verdicts)
-    all_verdicts = {p.stem: read_verdicts(p) for p in sorted((out / "verdicts").glob("*.jsonl"))}
+    if merge:
+        all_verdicts = {p.stem: read_verdicts(p) for p in sorted((out / "verdicts").glob("*.jsonl"))}
+    else:  # the methods given are the whole report: a verdicts file an earlier report left is not paired
+        all_verdicts = {name: list(verdicts) for name, verdicts in methods.items()}
     if not merge:
         existing = {}
     report: dict[str, Any] = {"eval": block, "methods": dict(existing.get("methods", {}))}

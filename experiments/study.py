@@ -21,7 +21,6 @@ from typing import Any
 
 from toolprior.atomic import atomic_write_text
 from toolprior.config import dump_yaml, load_config
-from toolprior.errors import InputError, Problem
 from toolprior.evals.harness import evaluate
 from toolprior.experiments.inference_clock import inference_clock
 from toolprior.experiments.organism_adapter import install, verify
@@ -455,8 +454,8 @@ def run_study(config: StudyConfig, progress: bool = True, report_only: bool = Fa
     `report_only`, run nothing: write the report from the stages finished so far, naming the others (`unfinished`),
     so a run of hours can be read while it goes on."""
 
-    if report_only and not (config.run_dir / "stages" / "eval_sft.json").is_file():
-        raise InputError(Problem(str(config.run_dir), None, None, "nothing to report yet: eval_sft has not finished"))
+    if report_only:
+        config.check_reportable()
     study = Study(config, progress=progress)
     stages = study_stages(study)
     if report_only:

@@ -16,7 +16,7 @@ from typing import Any
 from toolprior.actions import HELD_OUT_SPLITS
 from toolprior.config import CONFIG_PATH, INPUT_PATH, MODEL_PATH, CheckContext, Origin, check, known, load_config
 from toolprior.config.model_settings import MODEL_SETTINGS
-from toolprior.errors import InputError
+from toolprior.errors import InputError, Problem
 from toolprior.experiments.steering_variants import variant_rule
 from toolprior.model_source import prepared_folder
 from toolprior.organism import organism_base_path
@@ -291,6 +291,13 @@ class StudyConfig:
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
+
+    def check_reportable(self) -> None:
+        """Refuse an interim report (`--report-only`) of a run whose first evaluation has not finished: there is
+        nothing to report, and no folder is made for it."""
+        if not (self.run_dir / "stages" / "eval_sft.json").is_file():
+            problem = Problem(str(self.run_dir), None, None, "nothing to report yet: eval_sft has not finished")
+            raise InputError(problem)
 
     def sft_overrides(self) -> list[str]:
         """What the study sets in the SFT config (before `sft_set`): its run folder, base, quantisation and data."""

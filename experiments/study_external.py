@@ -13,29 +13,16 @@ Nothing is chosen on these files: the steering setting and the SimPO adapter are
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from toolprior.atomic import atomic_write_text
 from toolprior.evals.external_metrics import external_metrics
 from toolprior.evals.when2call_logprob import when2call_logprob
-from toolprior.experiments.study_run import EvaluatingHost, steering_key
+from toolprior.experiments.study_run import AgentHost, steering_key
 from toolprior.importers.bfcl import import_bfcl
 from toolprior.importers.when2call import import_when2call
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
-
-
-class ExternalHost(EvaluatingHost, Protocol):
-    """What the stage needs of the study that runs it (experiments.study.Study)."""
-
-    def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
-
-    def chosen(self) -> dict[str, Any] | None: ...
-
-    def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]: ...
-
-    def apply_positions(self) -> str: ...
 
 
 def external_cases(settings: Any) -> list[Any]:
@@ -47,7 +34,7 @@ def external_cases(settings: Any) -> list[Any]:
     return [case for group in groups for case in group[: settings.limit or len(group)]]
 
 
-def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str, Any]:
+def _method_run(study: AgentHost, method: str, cases: list[Any]) -> dict[str, Any]:
     """Generate `method`'s verdicts on the external cases; {"skipped": why} when the study did not make it."""
     simpo = study.run / "simpo" / "adapter"
     adapter = simpo if method.startswith("simpo") else None
@@ -64,10 +51,10 @@ def _method_run(study: ExternalHost, method: str, cases: list[Any]) -> dict[str,
         steering = steering_key(single, alpha, study.apply_positions())
     run = study.evaluate(f"external_{method}", cases, steer=steer, adapter=adapter, steering=steering)
     verdicts = study.load_verdicts(f"external_{method}")
-    return {"infer_s": run["infer_s"], "metrics": external_metrics(cases, verdicts)}
+    return {"infer_s": run["infer_s"], "cpu_s": run.get("cpu_s"), "metrics": external_metrics(cases, verdicts)}
 
 
-def stage_external(study: ExternalHost) -> dict[str, Any]:
+def stage_external(study: AgentHost) -> dict[str, Any]:
     """Score the external files for each method, and When2Call by log-probability for the base and SFT."""
     settings = study.config.external
     cases = external_cases(settings)

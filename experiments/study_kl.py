@@ -4,29 +4,14 @@ nothing, and the KL would be 0 by construction)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from toolprior.experiments.comparison import mean_kl, next_token_distributions
+from toolprior.experiments.study_run import AgentHost
 from toolprior.steering.apply import steering_factory
 
 
-class KLHost(Protocol):
-    """What the stage needs of the study that runs it (experiments.study.Study)."""
-
-    config: Any
-    run: Path
-
-    def cases(self, split: str) -> list[Any]: ...
-
-    def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
-
-    def chosen(self) -> dict[str, Any] | None: ...
-
-    def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]: ...
-
-
-def neutral_texts(study: KLHost, count: int = 64) -> list[str]:
+def neutral_texts(study: AgentHost, count: int = 64) -> list[str]:
     """Ordinary enterprise prose with no decision at stake: the system text of val cases, cut mid-sentence after 8
     to 31 words (no chat template, no tools, no request)."""
     texts = []
@@ -36,8 +21,9 @@ def neutral_texts(study: KLHost, count: int = 64) -> list[str]:
     return texts
 
 
-def stage_kl(study: KLHost) -> dict[str, Any]:
-    """KL of every method the study made against sft on `neutral_texts`, averaged over texts and positions."""
+def stage_kl(study: AgentHost) -> dict[str, Any]:
+    """KL of every method the study made against sft: the next-token distribution after each of `neutral_texts`,
+    averaged over the texts (`positions: all` says where steering is applied while reading them)."""
     prompts = neutral_texts(study)
     model, tokenizer = study.agent()
     reference = next_token_distributions(model, tokenizer, prompts)

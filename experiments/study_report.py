@@ -30,7 +30,7 @@ def _stage(study: StudyRun, name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
+def method_costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     """Each method's training and inference seconds, and its inference cost against sft's on the same cases: from
     CPU seconds where both evaluations recorded them (a pause of the study does not count there), else from wall
     seconds (`overhead_from` says which)."""
@@ -65,7 +65,7 @@ def _costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     for method, timing in timings.items():
         if timing.get("infer_s") is None:
             continue
-        basis = "cpu_s" if timing.get("cpu_s") and base.get("cpu_s") else "infer_s"
+        basis = "cpu_s" if timing.get("cpu_s") is not None and (base.get("cpu_s") or 0) > 0 else "infer_s"
         overhead = round(timing[basis] / base[basis], 3) if base.get(basis) else None
         out[method] = {
             "train_s": train.get(method),
@@ -93,17 +93,33 @@ def method_forensics(cases: list[Any], verdicts: list[Any]) -> dict[str, Any]:
     }
 
 
+# the stage whose finish makes each method's held-out verdicts
+METHOD_STAGE = {
+    "sft": "eval_sft",
+    "guardrail": "guardrail",
+    "steering": "eval_steering",
+    "conditional_steering": "eval_steering",
+    "steering_random": "eval_steering",
+    "simpo": "eval_simpo",
+    "simpo_steering": "eval_simpo",
+}
+
+
 def write_study_report(study: StudyRun, unfinished: list[str] | None = None) -> dict[str, Any]:
     """Write report.json and report.md from what the run holds. `unfinished` names the stages not finished yet
     (an interim report, `toolprior study --report-only`): the report says so on its first page."""
 
     methods: dict[str, list[Any]] = {}
     for name in study.config.methods:
+        stage = METHOD_STAGE.get(name, f"eval_{name}")
+        # only what a finished stage made: a stage redone or left unfinished can leave older verdicts behind
+        if stage in (unfinished or []) or "skipped" in _stage(study, stage):
+            continue
         if study.verdicts_path(name).is_file():
             # what each think argues for (the rule judge, as `toolprior eval` does): the case study's signature is
             # a think that says ask followed by a tool call, and the report measures it for every method
             methods[name] = annotate_think(study.load_verdicts(name), cases=study.held_out)
-    costs = _costs(study)
+    costs = method_costs(study)
     chosen = study.run / "steering" / "chosen.json"
     chosen_setting = json.loads(chosen.read_text()) if chosen.is_file() else None
     extras: dict[str, dict[str, Any]] = {}

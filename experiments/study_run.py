@@ -40,6 +40,21 @@ class EvaluatingHost(Protocol):
     def load_verdicts(self, name: str) -> list[Any]: ...
 
 
+class AgentHost(EvaluatingHost, Protocol):
+    """An `EvaluatingHost` that also loads the agent and the steering chosen on mine (`study_external`,
+    `study_kl`)."""
+
+    def cases(self, split: str) -> list[Any]: ...
+
+    def agent(self, adapter: Path | None = None) -> tuple[Any, Any]: ...
+
+    def chosen(self) -> dict[str, Any] | None: ...
+
+    def chosen_vectors(self, chosen: dict[str, Any]) -> tuple[int, float, Any, Any]: ...
+
+    def apply_positions(self) -> str: ...
+
+
 class StudyRun:
     """One study run's config, folders, cases and saved verdicts: what every stage reads."""
 

@@ -132,7 +132,10 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert not (run / "stages" / "kl.json").exists() and not (run / "stages" / "eval_adv_sft.json").exists()
     assert "**Interim report**: stages not finished yet: eval_adv_sft, kl." in (run / "report.md").read_text()
     assert interim["methods"]["simpo"]["per_action"] == report["methods"]["simpo"]["per_action"]
+    # adversarial SFT's verdicts are on disk, but its eval stage has not finished: they are not reported or paired
+    assert "adv_sft" not in interim["methods"] and "adv_sft_vs_sft" not in interim["paired"]
     (run / "stages" / "eval_adv_sft.json").write_text("{}")  # as if it had finished: the next report is whole again
     (run / "stages" / "kl.json").write_text(json.dumps({"methods": {"simpo": 0.5}}))
     final = run_study(config, progress=False)
     assert "unfinished" not in final and final["kl"]["methods"] == {"simpo": 0.5}
+    assert "adv_sft" in final["methods"] and "adv_sft_vs_sft" in final["paired"]

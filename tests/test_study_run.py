@@ -10,6 +10,7 @@ import torch
 from tests.test_forensics import make_case, verdict
 from toolprior.actions import Action
 from toolprior.config import load_config
+from toolprior.experiments.study import Study, study_stages
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_run import (
     StudyRun,
@@ -75,3 +76,16 @@ def test_a_gate_keys_on_its_probe_and_threshold():
     assert steering_key(v, 1, "generated", gate="g") == {
         "vector": vector_digest(v), "alpha": 1.0, "positions": "generated", "gate": "g"
     }  # fmt: skip
+
+
+def test_the_external_sets_run_before_dpo_and_adversarial_sft_and_kl_runs_last(tmp_path):
+    """The issue compares sft, steering and SimPO on the external sets: they come before the longer DPO and
+    adversarial SFT stages, and KL, which reads every adapter, comes last."""
+    external = "external.bfcl=[../external/bfcl/BFCL_v4_irrelevance.json]"
+    config = load_config(
+        StudyConfig, "experiments/configs/study_tiny.yaml", overrides=[f"out_dir={tmp_path}", external]
+    )
+    names = [name for name, _ in study_stages(Study(config, progress=False))]
+    assert names[:3] == ["data", "sft", "eval_sft"] and names[-1] == "kl"
+    assert names.index("eval_simpo") < names.index("external") < names.index("dpo") < names.index("eval_adv_sft")
+    assert len(names) == len(set(names))

@@ -14,6 +14,8 @@ DEMO_CONFIG = shipped_configs_dir() / "demo.yaml"
 
 def _run(config_path: Path, overrides: list[str], report_only: bool = False) -> int:
     config = load_config(StudyConfig, config_path, overrides=overrides, check_files=True)
+    if report_only:
+        config.check_reportable()  # before the study's imports (torch, the trainers): a refusal comes in seconds
     quiet_libraries()  # after the config is accepted: quieting transformers imports it (and torch)
     # lazy: the study's stages load torch and the trainers (minutes on a busy machine); a bad config is refused first
     from toolprior.experiments.study import run_study
