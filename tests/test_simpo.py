@@ -171,6 +171,19 @@ def test_simpo_run_trains_the_sft_adapter_and_resumes(world):
     assert resumed.steps == 3
 
 
+def test_cpo_simpo_adds_the_chosen_turns_nll_to_the_loss(world):
+    """preference.cpo_alpha > 0 is TRL's CPO-SimPO: on the first step (the same weights, the same batch) its loss is
+    pure SimPO's plus the chosen turns' negative log-likelihood, so it is larger."""
+    pure = train_simpo(load_config(SimPORunConfig, None, overrides(world, "simpo_pure", steps=1)))
+    cpo = train_simpo(
+        load_config(SimPORunConfig, None, [*overrides(world, "cpo_simpo", steps=1), "preference.cpo_alpha=1.0"])
+    )
+    assert summary_of(cpo.output_dir)["settings"]["cpo_alpha"] == 1.0
+    assert cpo.final_loss > pure.final_loss + 0.1  # the NLL of a turn the SFT agent did not write is far above 0.1
+    with pytest.raises(InputError, match=r"cpo_alpha"):
+        load_config(SimPORunConfig, None, ["preference.cpo_alpha=-1"])
+
+
 def test_dpo_run_uses_the_sft_agent_as_reference(world):
     config = load_config(DPORunConfig, None, overrides(world, "dpo"))
     result = train_dpo(config)

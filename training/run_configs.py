@@ -32,11 +32,14 @@ class SFTRunConfig:
 @dataclass
 class SimPOSection:
     """beta: SimPO's reward scale. gamma_beta_ratio: the target margin as a ratio to beta (the SimPO paper's tuned
-    quantity); TRL's absolute `simpo_gamma` = gamma_beta_ratio * beta."""
+    quantity); TRL's absolute `simpo_gamma` = gamma_beta_ratio * beta. cpo_alpha: the weight of a negative
+    log-likelihood term on the chosen turns (TRL's CPO-SimPO); 0, the default, is pure SimPO as the paper and the
+    case study have it."""
 
     beta: float = field(default=1.0, metadata=check(gt=0))
     gamma_beta_ratio: float = field(default=0.3, metadata=check(ge=0))
     label_smoothing: float = field(default=0.0, metadata=check(ge=0, lt=0.5))
+    cpo_alpha: float = field(default=0.0, metadata=check(ge=0))
 
 
 @dataclass

@@ -29,8 +29,9 @@ from toolprior.training.run_configs import SimPORunConfig, SimPOSection
 
 
 def simpo_loss_settings(config: SimPORunConfig) -> dict[str, Any]:
-    """The SimPO loss values passed to TRL's CPOConfig: loss_type "simpo", cpo_alpha 0.0 (pure SimPO), beta, and
-    the absolute margin simpo_gamma = gamma_beta_ratio * beta."""
+    """The SimPO loss values passed to TRL's CPOConfig: loss_type "simpo", cpo_alpha (0.0 by default: pure SimPO;
+    above 0, TRL's CPO-SimPO, which adds the chosen turns' negative log-likelihood), beta, and the absolute margin
+    simpo_gamma = gamma_beta_ratio * beta."""
     p = config.preference
     if not p.beta > 0:
         raise bad_setting("preference.beta", f"must be > 0, got {p.beta}")
@@ -38,7 +39,7 @@ def simpo_loss_settings(config: SimPORunConfig) -> dict[str, Any]:
         raise bad_setting("preference.gamma_beta_ratio", f"must be >= 0, got {p.gamma_beta_ratio}")
     return {
         "loss_type": "simpo",
-        "cpo_alpha": 0.0,
+        "cpo_alpha": float(p.cpo_alpha),
         "beta": float(p.beta),
         "simpo_gamma": float(p.gamma_beta_ratio) * float(p.beta),
     }
