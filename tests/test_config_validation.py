@@ -87,6 +87,23 @@ BAD: list[tuple[str, str, str, str, int, str]] = [
     ("train sft", "learning_rate: 1.0e-3", "max_steps: 0", "training.max_steps", 8, "-1"),
     # pair training: preference settings, pairs and adapter files
     ("train simpo", "beta: 1.0", "beta: 0", "preference.beta", 7, "> 0"),
+    (
+        "train simpo",
+        "pairs_file: pairs.jsonl",
+        "pairs_file: pairs.jsonl\n  focus_share: 0.76",
+        "data.focus_action",
+        4,
+        "together",
+    ),
+    (
+        "train simpo",
+        "pairs_file: pairs.jsonl",
+        "pairs_file: pairs.jsonl\n  focus_action: ask",
+        "data.focus_action",
+        6,
+        "clarify",
+    ),
+    ("train simpo", "beta: 1.0", "beta: 1.0\n  cpo_alpha: -1", "preference.cpo_alpha", 8, ">= 0"),
     ("train simpo", "pairs_file: pairs.jsonl", "pairs_file: missing.jsonl", "data.pairs_file", 5, "not found"),
     ("train dpo", "adapter: adapter", "adapter: missing", "model.adapter", 3, "not found"),
     ("train dpo", "beta: 0.1", "beta: -1", "preference.beta", 7, "> 0"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from toolprior.training import (
 )
 from toolprior.training.pair_mining import mine_pairs
 from toolprior.training.pairs import read_pairs, write_pairs
+from toolprior.training.preference import focused, load_pairs_for_training
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +184,24 @@ def test_cpo_simpo_adds_the_chosen_turns_nll_to_the_loss(world):
     assert cpo.final_loss > pure.final_loss + 0.1  # the NLL of a turn the SFT agent did not write is far above 0.1
     with pytest.raises(InputError, match=r"cpo_alpha"):
         load_config(SimPORunConfig, None, ["preference.cpo_alpha=-1"])
+
+
+def test_a_focused_pair_set_keeps_every_focus_pair_and_samples_the_rest(world):
+    pairs = read_pairs(world["pairs"])
+    action = Counter(p.expected_action for p in pairs).most_common()[-1][0]  # the rarest: others to sample from
+    focus = [p for p in pairs if p.expected_action == action]
+    kept = focused(pairs, action, share=0.5)
+    assert [p for p in kept if p.expected_action == action] == focus
+    others = len(kept) - len(focus)
+    assert others == min(len(focus), len(pairs) - len(focus))  # 50%: as many others as focus pairs
+    assert [p.id for p in kept] == [p.id for p in pairs if p in kept]  # in the file's order
+    assert focused(pairs, action, share=0.5) == kept  # seeded
+    # a share the others cannot fill keeps them all
+    assert len(focused(pairs, action, share=0.01)) == len(pairs)
+    config = load_config(
+        SimPORunConfig, None, [*overrides(world, "focus"), f"data.focus_action={action}", "data.focus_share=0.5"]
+    )
+    assert load_pairs_for_training(config.data) == kept
 
 
 def test_dpo_run_uses_the_sft_agent_as_reference(world):

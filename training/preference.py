@@ -25,6 +25,7 @@ resolution of a LoRA weight, so the update would be rounded away; the trainers h
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,13 +124,28 @@ def fit_pairs(pairs: list[Pair], tokenizer: Any, max_length: int) -> tuple[list[
 
 
 def load_pairs_for_training(data: PairsDataSection) -> list[Pair]:
-    """The pairs file, validated, checked against the held-out case files, cut to `max_pairs`."""
+    """The pairs file, validated, checked against the held-out case files, focused (`focus_action`, `focus_share`),
+    cut to `max_pairs`."""
     pairs = read_pairs(data.pairs_file)
     if data.eval_files:
         check_no_leak(pairs, read_case_files(data.eval_files), source=data.pairs_file)
+    if data.focus_action is not None and data.focus_share is not None:
+        pairs = focused(pairs, data.focus_action, data.focus_share)
     if data.max_pairs is not None:
         pairs = pairs[: data.max_pairs]
     return pairs
+
+
+def focused(pairs: list[Pair], action: str, share: float, seed: int = 0) -> list[Pair]:
+    """Every pair expecting `action`, and a seeded sample of the others so that the former make `share` of the
+    result (all the others when there are too few), in the file's order."""
+    focus = [i for i, p in enumerate(pairs) if p.expected_action == action]
+    others = [i for i, p in enumerate(pairs) if p.expected_action != action]
+    wanted = round(len(focus) * (1 - share) / share)
+    kept = set(focus) | set(random.Random(seed).sample(others, min(wanted, len(others))))
+    out = [p for i, p in enumerate(pairs) if i in kept]
+    print(f"focus on {action}: {len(focus)} of its pairs and {len(out) - len(focus)} of {len(others)} others kept")
+    return out
 
 
 def load_policy(section: PreferenceModelSection) -> tuple[Any, Any]:
