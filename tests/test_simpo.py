@@ -171,6 +171,25 @@ def test_simpo_run_trains_the_sft_adapter_and_resumes(world):
     resumed = train_simpo(load_config(SimPORunConfig, None, overrides(world, "simpo", steps=3)))
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
     assert resumed.steps == 3
+    # reopened when finished (a study's search does this on every restart): its training time is kept, not the
+    # moment it took to find the run done
+    trained_s = summary_of(result.output_dir)["train_seconds"]
+    again = train_simpo(load_config(SimPORunConfig, None, overrides(world, "simpo", steps=3)))
+    assert again.steps == 3 and summary_of(result.output_dir)["train_seconds"] >= trained_s
+    assert summary_of(result.output_dir)["data_selection"]["focus_action"] is None
+    # resumed under other settings: refused before anything in the folder is rewritten
+    config_yaml = (result.output_dir / "config.yaml").read_text()
+    with pytest.raises(
+        InputError, match=r"run_key\.json: preference\.beta, training\.learning_rate: this run's checkpoints"
+    ):
+        train_simpo(
+            load_config(
+                SimPORunConfig,
+                None,
+                [*overrides(world, "simpo", steps=4), "training.learning_rate=5e-4", "preference.beta=2.0"],
+            )
+        )
+    assert (result.output_dir / "config.yaml").read_text() == config_yaml
 
 
 def test_cpo_simpo_adds_the_chosen_turns_nll_to_the_loss(world):
@@ -198,6 +217,10 @@ def test_a_focused_pair_set_keeps_every_focus_pair_and_samples_the_rest(world):
     assert focused(pairs, action, share=0.5) == kept  # seeded
     # a share the others cannot fill keeps them all
     assert len(focused(pairs, action, share=0.01)) == len(pairs)
+    missing = next(a for a in ("clarify", "refuse", "escalate", "answer_directly", "call_tool") if a not in
+                   {p.expected_action for p in pairs})  # fmt: skip
+    with pytest.raises(InputError, match=rf"data\.focus_action: no pair expects {missing} \(the file has "):
+        focused(pairs, missing, share=0.5)
     config = load_config(
         SimPORunConfig, None, [*overrides(world, "focus"), f"data.focus_action={action}", "data.focus_share=0.5"]
     )

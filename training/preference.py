@@ -24,9 +24,12 @@ resolution of a LoRA weight, so the update would be rounded away; the trainers h
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,17 +132,22 @@ def load_pairs_for_training(data: PairsDataSection) -> list[Pair]:
     pairs = read_pairs(data.pairs_file)
     if data.eval_files:
         check_no_leak(pairs, read_case_files(data.eval_files), source=data.pairs_file)
-    if data.focus_action is not None and data.focus_share is not None:
-        pairs = focused(pairs, data.focus_action, data.focus_share)
     if data.max_pairs is not None:
         pairs = pairs[: data.max_pairs]
+    if data.focus_action is not None and data.focus_share is not None:
+        pairs = focused(pairs, data.focus_action, data.focus_share, source=data.pairs_file)
     return pairs
 
 
-def focused(pairs: list[Pair], action: str, share: float, seed: int = 0) -> list[Pair]:
+def focused(pairs: list[Pair], action: str, share: float, seed: int = 0, source: str = "<pairs>") -> list[Pair]:
     """Every pair expecting `action`, and a seeded sample of the others so that the former make `share` of the
-    result (all the others when there are too few), in the file's order."""
+    result (all the others when there are too few), in the file's order. No pair expecting `action`: InputError."""
     focus = [i for i, p in enumerate(pairs) if p.expected_action == action]
+    if not focus:
+        counts = ", ".join(f"{a} {n}" for a, n in Counter(p.expected_action for p in pairs).most_common())
+        raise InputError(
+            Problem(source, None, "data.focus_action", f"no pair expects {action} (the file has {counts})")
+        )
     others = [i for i, p in enumerate(pairs) if p.expected_action != action]
     wanted = round(len(focus) * (1 - share) / share)
     kept = set(focus) | set(random.Random(seed).sample(others, min(wanted, len(others))))
@@ -223,12 +231,64 @@ class KeepTrainableWeights:
                 param.data = self.saved[name].to(param.device)
 
 
-def prepare_run(output_dir: str, config: Any) -> tuple[Path, str | None]:
-    """The run folder (made, with the resolved config.yaml) and its last complete checkpoint, if any."""
+# what may change between a run and its resumption: where it writes and logs, and how long it goes on
+_RESUMABLE_CHANGES = {"output_dir", "max_steps", "num_train_epochs", "logging_steps", "save_steps", "eval_steps"}
+
+
+def run_key(config: Any, pairs: list[Pair]) -> dict[str, Any]:
+    """What decides a preference run's checkpoints: the resolved config but `_RESUMABLE_CHANGES`, and the ids of
+    the pairs it trains on, in order."""
+    resolved = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in _RESUMABLE_CHANGES}
+        return node
+
+    ids = hashlib.sha256("\n".join(p.id for p in pairs).encode()).hexdigest()
+    return {"config": strip(resolved), "pair_ids_sha256": ids}
+
+
+def _changed(old: Any, new: Any, path: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [c for k in sorted(old.keys() | new.keys()) for c in _changed(old.get(k), new.get(k), f"{path}.{k}")]
+    return [path.lstrip(".")] if old != new else []
+
+
+def prepare_run(output_dir: str, config: Any, pairs: list[Pair]) -> tuple[Path, str | None]:
+    """The run folder (made, with the resolved config.yaml and `run_key.json`) and its last complete checkpoint, if
+    any. A folder whose checkpoints were trained under another key is refused (one line naming what changed) before
+    anything in it is rewritten: resumed, it would go on with other settings and report them as its own."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    last = last_complete_checkpoint(out)
+    key = run_key(config, pairs)
+    key_file = out / "run_key.json"
+    if last is not None and key_file.is_file():
+        before = json.loads(key_file.read_text(encoding="utf-8"))
+        changed = _changed(before.get("config"), key["config"])
+        changed += ["the pairs"] if before.get("pair_ids_sha256") != key["pair_ids_sha256"] else []
+        if changed:
+            raise InputError(
+                Problem(
+                    str(key_file),
+                    None,
+                    ", ".join(changed),
+                    "this run's checkpoints were trained with other settings or pairs; use another output_dir",
+                )
+            )
     atomic_write_text(out / "config.yaml", dump_yaml(config))
-    return out, last_complete_checkpoint(out)
+    atomic_write_text(key_file, json.dumps(key, indent=2) + "\n")  # a run from before keys gets one now
+    return out, last
+
+
+def _earlier_train_seconds(out: Path) -> float:
+    """The training seconds a finished run recorded before it was opened again (0 when it never finished): a study
+    that reopens its finished runs must not report their cost as the second it took to find them done."""
+    summary = out / "train_summary.json"
+    return (
+        float(json.loads(summary.read_text(encoding="utf-8")).get("train_seconds", 0.0)) if summary.is_file() else 0.0
+    )
 
 
 def run_preference(
@@ -239,7 +299,8 @@ def run_preference(
     from datasets import Dataset  # lazy: datasets takes seconds to import; a config refusal never needs it
 
     pairs = load_pairs_for_training(config.data)
-    out, last = prepare_run(config.output_dir, config)
+    out, last = prepare_run(config.output_dir, config, pairs)
+    earlier = _earlier_train_seconds(out) if last is not None else 0.0
     model, tokenizer = load_policy(config.model)
     pairs, too_long = fit_pairs(pairs, tokenizer, max_length)
     dataset = Dataset.from_list([row(p, tokenizer) for p in pairs])
@@ -249,7 +310,7 @@ def run_preference(
     keep_dtypes_on_resume(trainer)
     start = time.perf_counter()
     train_loss = train_or_finish(trainer, last)
-    seconds = time.perf_counter() - start
+    seconds = earlier + time.perf_counter() - start
 
     adapter_dir = out / "adapter"
     model = trainer.model
@@ -280,6 +341,12 @@ def run_preference(
         pairs_file=config.data.pairs_file,
         pairs_too_long=[p.id for p in too_long],
         settings=settings,
+        data_selection={
+            "focus_action": config.data.focus_action,
+            "focus_share": config.data.focus_share,
+            "max_pairs": config.data.max_pairs,
+            "per_expected_action": dict(Counter(p.expected_action for p in pairs)),
+        },
         final_metrics=logged[-1] if logged else {},
     )
     atomic_write_text(out / "train_summary.json", json.dumps(summary, indent=2, default=str) + "\n")

@@ -176,7 +176,8 @@ class PairsDataSection:
     pair may be on one of their cases or on a twin of one); `max_pairs` keeps the first N. `focus_action` with
     `focus_share` trains on a mix like the case study's (76% of its 346 pairs had expected action clarify): every
     pair whose expected action is `focus_action` is kept, and a seeded sample of the others, so that the focus
-    pairs make `focus_share` of the set (all the others when there are too few)."""
+    pairs make `focus_share` of the set (all the others when there are too few; the sample's seed is fixed, so
+    every run focused alike trains on the same pairs). `max_pairs` cuts the file before the focus."""
 
     pairs_file: str = field(default="runs/pairs.jsonl", metadata=about("the mined preference pairs", path=INPUT_PATH))
     eval_files: list[str] = field(
@@ -191,7 +192,10 @@ class PairsDataSection:
     )
 
     def check_config(self, ctx: CheckContext) -> None:
-        """`focus_action` and `focus_share` come together."""
+        """`focus_action` and `focus_share` come together (judged only when both were accepted: a refused value
+        stands as None and is reported once, on its own line)."""
+        if not (ctx.accepted("focus_action") and ctx.accepted("focus_share")):
+            return
         if (self.focus_action is None) != (self.focus_share is None):
             missing = "focus_share" if self.focus_share is None else "focus_action"
             ctx.problem(missing, "focus_action and focus_share are set together")
