@@ -33,6 +33,7 @@ from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
 from toolprior.experiments.study_run import StudyRun, probe_digest, steering_key
 from toolprior.experiments.study_simpo_search import stage_simpo_search
+from toolprior.memory import release_memory
 from toolprior.modeling import decoder_layers, load_model, load_tokenizer
 from toolprior.steering.apply import steering_factory
 from toolprior.steering.compute import capture_for_vector, compute_from_cases
@@ -62,6 +63,8 @@ class Study(StudyRun):
 
         adapter = adapter or self.sft_dir / "adapter"
         if self._agent is None or self._agent[0].__dict__.get("_toolprior_adapter") != str(adapter):
+            self._agent = None
+            release_memory()  # the agent loaded before, and whatever a training left
             tokenizer = load_tokenizer(self.config.base)
             model = load_model(
                 self.config.base, quantize=self.config.quantize, adapter=adapter, dtype=self.config.dtype

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from toolprior.config import load_config
 from toolprior.experiments.study_run import EvaluatingHost
+from toolprior.memory import release_memory
 from toolprior.steering.sweep import MAX_CALL_TOOL_DROP, score_point
 from toolprior.training import SimPORunConfig, train_simpo
 
@@ -48,6 +49,7 @@ def stage_simpo_search(study: SearchHost) -> dict[str, Any]:
         folder = study.run / "simpo_search" / name
         overrides = [*config.pair_overrides("simpo"), *config.simpo_set, *extra, f"output_dir={folder}"]
         result = train_simpo(load_config(SimPORunConfig, config.simpo_config, overrides=overrides))
+        release_memory()  # the trainer and its model, before the agent loads for scoring
         scored = f"simpo_search_{name}_mine"
         # a resumed search keeps the scores it already has for the same adapter (`evaluate` keys them)
         study.evaluate(scored, mine, adapter=folder / "adapter")

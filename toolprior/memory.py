@@ -1,0 +1,19 @@
+"""Giving back the memory a finished model or trainer held, before the next one loads."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import sys
+
+
+def release_memory() -> None:
+    """Collect reference cycles now (a trainer, its callbacks and its accelerator hold each other, so their weights
+    wait for the collector's rare full pass), then hand glibc's freed heap back to the system. One study process
+    trains and evaluates many models in turn; without this its resident memory grew to 20 GB here and twice the
+    kernel killed it at 24."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl): nothing to trim
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
