@@ -145,8 +145,21 @@ def folder_digest(folder: Path) -> str | None:
     h = hashlib.sha256()
     for path in files:
         h.update(str(path.relative_to(folder)).encode() + b"\0")
-        h.update(bytes.fromhex(file_sha256(path)))  # streamed: adapter weights can be large
+        if path.name == "adapter_config.json":
+            h.update(_canonical_adapter_config(path))
+        else:
+            h.update(bytes.fromhex(file_sha256(path)))  # streamed: adapter weights can be large
     return h.hexdigest()
+
+
+def _canonical_adapter_config(path: Path) -> bytes:
+    """adapter_config.json as sorted JSON, its `target_modules` sorted: peft keeps them as a set and writes them in
+    the process's hash order, so the same adapter saved by two processes differed there (and a study re-scored every
+    finished SimPO setting after each restart)."""
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    return json.dumps(config, sort_keys=True).encode()
 
 
 def vector_digest(vector: Any) -> str:

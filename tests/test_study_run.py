@@ -62,6 +62,13 @@ def test_the_case_and_adapter_digests_see_content_not_names(tmp_path):
     first = folder_digest(adapter)
     (adapter / "adapter_config.json").write_text('{"r": 16}')  # same weights file, another LoRA config
     assert first is not None and folder_digest(adapter) != first
+    # peft writes target_modules (a set) in the process's hash order: the same adapter from another process
+    (adapter / "adapter_config.json").write_text('{"r": 16, "target_modules": ["q_proj", "v_proj", "up_proj"]}')
+    saved_once = folder_digest(adapter)
+    (adapter / "adapter_config.json").write_text('{"target_modules": ["up_proj", "q_proj", "v_proj"], "r": 16}')
+    assert folder_digest(adapter) == saved_once
+    (adapter / "adapter_config.json").write_text('{"target_modules": ["up_proj", "q_proj"], "r": 16}')
+    assert folder_digest(adapter) != saved_once
 
 
 def test_a_gate_keys_on_its_probe_and_threshold():
