@@ -151,9 +151,8 @@ def write_eval_report(
         write_verdicts(out / "verdicts" / f"{name}.jsonl", verdicts)
     if merge:
         all_verdicts = {p.stem: read_verdicts(p) for p in sorted((out / "verdicts").glob("*.jsonl"))}
-    else:  # the methods given are the whole report: a verdicts file an earlier report left is not paired
+    else:  # the methods given are the whole report: what an earlier report left (keys, verdicts) is not taken
         all_verdicts = {name: list(verdicts) for name, verdicts in methods.items()}
-    if not merge:
         existing = {}
     report: dict[str, Any] = {"eval": block, "methods": dict(existing.get("methods", {}))}
     for name, verdicts in methods.items():

@@ -30,23 +30,37 @@ def _stage(study: StudyRun, name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# the stage whose finish makes each method's held-out verdicts (others: eval_<method>)
+METHOD_STAGE = {
+    "sft": "eval_sft",
+    "guardrail": "guardrail",
+    "steering": "eval_steering",
+    "conditional_steering": "eval_steering",
+    "steering_random": "eval_steering",
+    "simpo": "eval_simpo",
+    "simpo_steering": "eval_simpo",
+}
+COSTED_METHODS = (*METHOD_STAGE, "dpo", "adv_sft")
+
+
+def method_stage(method: str) -> str:
+    """The stage that evaluates `method` on the held-out cases."""
+    return METHOD_STAGE.get(method, f"eval_{method}")
+
+
+def _evaluation_record(study: StudyRun, method: str) -> dict[str, Any]:
+    """What the stage that evaluated `method` on the held-out cases kept of that evaluation (its seconds)."""
+    record = _stage(study, method_stage(method))
+    if method == "guardrail":  # the stage is the one evaluation
+        return record
+    return record.get("held_out" if method == "sft" else method, {})
+
+
 def method_costs(study: StudyRun) -> dict[str, dict[str, Any]]:
     """Each method's training and inference seconds, and its inference cost against sft's on the same cases: from
     CPU seconds where both evaluations recorded them (a pause of the study does not count there), else from wall
     seconds (`overhead_from` says which)."""
-    steering = _stage(study, "eval_steering")
-    simpo = _stage(study, "eval_simpo")
-    timings = {
-        "sft": _stage(study, "eval_sft").get("held_out", {}),
-        "guardrail": _stage(study, "guardrail"),
-        "steering": steering.get("steering", {}),
-        "steering_random": steering.get("steering_random", {}),
-        "conditional_steering": steering.get("conditional_steering", {}),
-        "simpo": simpo.get("simpo", {}),
-        "simpo_steering": simpo.get("simpo_steering", {}),
-        "dpo": _stage(study, "eval_dpo").get("dpo", {}),
-        "adv_sft": _stage(study, "eval_adv_sft").get("adv_sft", {}),
-    }
+    timings = {method: _evaluation_record(study, method) for method in COSTED_METHODS}
     simpo_train = _stage(study, "simpo").get("train_s", 0.0)
     train = {
         "sft": _stage(study, "sft").get("train_s"),
@@ -93,25 +107,13 @@ def method_forensics(cases: list[Any], verdicts: list[Any]) -> dict[str, Any]:
     }
 
 
-# the stage whose finish makes each method's held-out verdicts
-METHOD_STAGE = {
-    "sft": "eval_sft",
-    "guardrail": "guardrail",
-    "steering": "eval_steering",
-    "conditional_steering": "eval_steering",
-    "steering_random": "eval_steering",
-    "simpo": "eval_simpo",
-    "simpo_steering": "eval_simpo",
-}
-
-
 def write_study_report(study: StudyRun, unfinished: list[str] | None = None) -> dict[str, Any]:
     """Write report.json and report.md from what the run holds. `unfinished` names the stages not finished yet
     (an interim report, `toolprior study --report-only`): the report says so on its first page."""
 
     methods: dict[str, list[Any]] = {}
     for name in study.config.methods:
-        stage = METHOD_STAGE.get(name, f"eval_{name}")
+        stage = method_stage(name)
         # only what a finished stage made: a stage redone or left unfinished can leave older verdicts behind
         if stage in (unfinished or []) or "skipped" in _stage(study, stage):
             continue

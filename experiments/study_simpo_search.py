@@ -2,8 +2,9 @@
 `simpo_config` and `simpo_set`) trains SimPO on the mined pairs (all, or the subset a setting's `data.focus_*`
 keeps) from the same SFT adapter, is scored on the same mine sample as the steering sweep, and the best is the
 study's `simpo`. The rule is the steering sweep's: the most clarify among the settings that keep call_tool at sft's
-level on those cases less 0.05; when none does, the best overall accuracy. The mine cases are where the pairs came from (the agent's failures there), so the scores
-the choice reads are not held out; the held-out numbers come after, on eval + eval_novel only."""
+level on those cases less 0.05; when none does, the best overall accuracy. The mine cases are where the pairs came
+from (the agent's failures there), so the scores the choice reads are not held out; the held-out numbers come
+after, on eval + eval_novel only."""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ resolution of a LoRA weight, so the update would be rounded away; the trainers h
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
@@ -38,7 +37,7 @@ import torch
 
 from toolprior.atomic import atomic_write_text
 from toolprior.case_io import read_case_files
-from toolprior.config import dump_yaml
+from toolprior.config import dump_yaml, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.training.checkpoints import keep_dtypes_on_resume, last_complete_checkpoint, train_or_finish
@@ -127,8 +126,8 @@ def fit_pairs(pairs: list[Pair], tokenizer: Any, max_length: int) -> tuple[list[
 
 
 def load_pairs_for_training(data: PairsDataSection) -> list[Pair]:
-    """The pairs file, validated, checked against the held-out case files, focused (`focus_action`, `focus_share`),
-    cut to `max_pairs`."""
+    """The pairs file, validated, checked against the held-out case files, cut to `max_pairs`, then focused
+    (`focus_action`, `focus_share`)."""
     pairs = read_pairs(data.pairs_file)
     if data.eval_files:
         check_no_leak(pairs, read_case_files(data.eval_files), source=data.pairs_file)
@@ -238,7 +237,7 @@ _RESUMABLE_CHANGES = {"output_dir", "max_steps", "num_train_epochs", "logging_st
 def run_key(config: Any, pairs: list[Pair]) -> dict[str, Any]:
     """What decides a preference run's checkpoints: the resolved config but `_RESUMABLE_CHANGES`, and the ids of
     the pairs it trains on, in order."""
-    resolved = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    resolved = to_plain(config)
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
