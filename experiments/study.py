@@ -28,7 +28,7 @@ from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.steering_variants import SteeringVariant, parse_variant, rescaled, variant_row
 from toolprior.experiments.study_config import StudyConfig
 from toolprior.experiments.study_external import stage_external
-from toolprior.experiments.study_kl import stage_kl
+from toolprior.experiments.study_kl import BASELINES, COMPARED, stage_kl
 from toolprior.experiments.study_probe import stage_probe
 from toolprior.experiments.study_report import write_study_report
 from toolprior.experiments.study_run import StudyRun, probe_digest, steering_key
@@ -441,6 +441,7 @@ def study_stages(study: Study) -> list[tuple[str, Callable[[], dict[str, Any]]]]
             ("simpo", (lambda: stage_simpo_search(study)) if search else lambda: study.stage_pair_training("simpo"))
         )
         stages.append(("eval_simpo", study.stage_eval_simpo))
+    stages.append(("kl", lambda: stage_kl(study, COMPARED)))
     # before DPO and adversarial SFT: the external sets score the methods the issue compares (sft, steering, SimPO)
     if config.external.enabled:
         stages.append(("external", lambda: stage_external(study)))
@@ -448,7 +449,8 @@ def study_stages(study: Study) -> list[tuple[str, Callable[[], dict[str, Any]]]]
         if method in wanted:
             stages.append((method, functools.partial(study.stage_pair_training, method)))
             stages.append((f"eval_{method}", functools.partial(study.stage_eval_adapter, method)))
-    stages.append(("kl", lambda: stage_kl(study)))
+    if wanted & set(BASELINES):
+        stages.append(("kl_baselines", lambda: stage_kl(study, BASELINES)))
     return stages
 
 

@@ -21,9 +21,15 @@ def neutral_texts(study: AgentHost, count: int = 64) -> list[str]:
     return texts
 
 
-def stage_kl(study: AgentHost) -> dict[str, Any]:
-    """KL of every method the study made against sft: the next-token distribution after each of `neutral_texts`,
-    averaged over the texts (`positions: all` says where steering is applied while reading them)."""
+# the compared methods' KL runs right after SimPO's eval, the baselines' (DPO, adversarial SFT: hours more on a
+# CPU) at the end, so an interim report of a long study has KL for the methods the comparison is about
+COMPARED = ("steering", "steering_random", "simpo", "simpo_steering")
+BASELINES = ("dpo", "adv_sft")
+
+
+def stage_kl(study: AgentHost, methods: tuple[str, ...] = COMPARED + BASELINES) -> dict[str, Any]:
+    """KL against sft of each of `methods` the study made: the next-token distribution after each of
+    `neutral_texts`, averaged over the texts (`positions: all` says where steering is applied while reading them)."""
     prompts = neutral_texts(study)
     model, tokenizer = study.agent()
     reference = next_token_distributions(model, tokenizer, prompts)
@@ -32,7 +38,7 @@ def stage_kl(study: AgentHost) -> dict[str, Any]:
     if chosen is not None:
         _, alpha, single, control = study.chosen_vectors(chosen)
         vectors = {"steering": (single, alpha), "steering_random": (control, alpha)}
-    wanted = set(study.config.methods)
+    wanted = set(study.config.methods) & set(methods)
     kl: dict[str, float] = {}
     for name, (vec, alpha) in vectors.items():
         if name in wanted:

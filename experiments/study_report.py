@@ -170,6 +170,8 @@ def write_study_report(study: StudyRun, unfinished: list[str] | None = None) -> 
     kl = _stage(study, "kl")
     if kl:
         report["kl"] = {"reference": "sft", "split": "val", **{k: v for k, v in kl.items() if k != "seconds"}}
+        # DPO's and adversarial SFT's KL come from the last stage, on the same texts
+        report["kl"]["methods"] = {**kl.get("methods", {}), **_stage(study, "kl_baselines").get("methods", {})}
     atomic_write_text(study.run / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     details = render_markdown(report).replace("# toolprior evaluation", "## Detailed evaluation", 1)
     atomic_write_text(study.run / "report.md", render_study_summary(report, study.config.name) + "\n" + details)

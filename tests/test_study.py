@@ -125,17 +125,21 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
     assert before == after
     json.loads((run / "report.json").read_text())
     # an interim report while stages are left: it runs none of them and names them on its first page
-    for name in ("eval_adv_sft", "kl"):
+    compared_kl = report["kl"]["methods"]
+    assert {"steering", "simpo", "dpo", "adv_sft"} <= set(compared_kl)
+    for name in ("eval_adv_sft", "kl_baselines"):
         (run / "stages" / f"{name}.json").unlink()
     interim = run_study(config, progress=False, report_only=True)
-    assert interim["unfinished"] == ["eval_adv_sft", "kl"] and "kl" not in interim
-    assert not (run / "stages" / "kl.json").exists() and not (run / "stages" / "eval_adv_sft.json").exists()
-    assert "**Interim report**: stages not finished yet: eval_adv_sft, kl." in (run / "report.md").read_text()
+    assert interim["unfinished"] == ["eval_adv_sft", "kl_baselines"]
+    # the compared methods' KL stage ran before DPO: its numbers are in the interim report, the baselines' are not
+    assert interim["kl"]["methods"] == {k: v for k, v in compared_kl.items() if k not in ("dpo", "adv_sft")}
+    assert not (run / "stages" / "kl_baselines.json").exists() and not (run / "stages" / "eval_adv_sft.json").exists()
+    assert "**Interim report**: stages not finished yet: eval_adv_sft, kl_baselines." in (run / "report.md").read_text()
     assert interim["methods"]["simpo"]["per_action"] == report["methods"]["simpo"]["per_action"]
     # adversarial SFT's verdicts are on disk, but its eval stage has not finished: they are not reported or paired
     assert "adv_sft" not in interim["methods"] and "adv_sft_vs_sft" not in interim["paired"]
     (run / "stages" / "eval_adv_sft.json").write_text("{}")  # as if it had finished: the next report is whole again
-    (run / "stages" / "kl.json").write_text(json.dumps({"methods": {"simpo": 0.5}}))
+    (run / "stages" / "kl_baselines.json").write_text(json.dumps({"methods": {"adv_sft": 0.5}}))
     final = run_study(config, progress=False)
-    assert "unfinished" not in final and final["kl"]["methods"] == {"simpo": 0.5}
+    assert "unfinished" not in final and final["kl"]["methods"] == {**interim["kl"]["methods"], "adv_sft": 0.5}
     assert "adv_sft" in final["methods"] and "adv_sft_vs_sft" in final["paired"]
