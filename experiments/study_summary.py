@@ -84,6 +84,7 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             f"- **{name}** {verdict} the target (clarify >= {TARGET_CLARIFY:.2f} with call_tool >= "
             f"{FLOOR_CALL_TOOL:.2f}): clarify {_num(clarify)} (sft {_num(base_clarify)}), call_tool {_num(call)} "
             f"(sft {_num(acc('sft', 'call_tool'))})."
+            + (simpo_tried_on_mine(report) if not met and name.startswith("simpo") else "")
             + (tried_on_mine(report) if not met and "steering" in name else "")
         )
     if "steering_random" in methods and base_clarify is not None:
@@ -155,6 +156,23 @@ def tried_on_mine(report: Mapping[str, Any]) -> str:
         f" Tried on mine: {kinds}{grid} (see Steering selection); the most clarify any reached there was "
         f"{_num(best.get('clarify_acc'))} ({top['variant']}, layer {best.get('layer')}, alpha {best.get('alpha')}), "
         f"with call_tool {_num(best.get('call_tool_acc'))}."
+    )
+
+
+def simpo_tried_on_mine(report: Mapping[str, Any]) -> str:
+    """What SimPO's search tried on mine, in one clause (for a SimPO method that missed): how many settings, the
+    most clarify any reached and what it cost call_tool, and the setting the rule kept."""
+    search = report.get("methods", {}).get("simpo", {}).get("search") or {}
+    rows = search.get("settings") or {}
+    if not rows:
+        return ""
+    top = max(rows, key=lambda n: rows[n].get("clarify_acc") or 0.0)
+    chosen = rows.get(search.get("chosen"), {})
+    return (
+        f" SimPO tried on mine: {len(rows)} setting{'s' if len(rows) > 1 else ''} (see SimPO selection); the most "
+        f"clarify any reached there was {_num(rows[top].get('clarify_acc'))} (`{top}`), with call_tool "
+        f"{_num(rows[top].get('call_tool_acc'))}; the rule ({search.get('rule')}) kept `{search.get('chosen')}` "
+        f"(clarify {_num(chosen.get('clarify_acc'))}, call_tool {_num(chosen.get('call_tool_acc'))} there)."
     )
 
 

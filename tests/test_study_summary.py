@@ -70,3 +70,36 @@ def test_a_steering_miss_names_the_grid_it_swept_on_mine():
     assert "does not reach the target" in line
     assert "Tried on mine: 1 variant at blocks 8, 22 x alphas 0.5, 1 (see Steering selection)" in line
     assert "the most clarify any reached there was 0.80 (mean_diff-classes-decision-from_decision, layer 22" in line
+
+
+def test_a_simpo_miss_names_the_settings_it_searched_on_mine():
+    """The rows are scored by the sweep's own `score_point` and chosen by the search's `_chosen`, as the stage
+    does: an 'ask always' setting reaches the most clarify but loses call_tool, so the rule keeps the gentle one."""
+    from toolprior.experiments.study_simpo_search import _chosen
+    from toolprior.steering.sweep import MAX_CALL_TOOL_DROP, score_point
+
+    expected = ["clarify", "clarify", "call_tool", "call_tool"]
+    sft = [verdict(f"c{i}", e, "call_tool", "I'll call the tool.") for i, e in enumerate(expected)]
+    asks = [verdict(f"c{i}", e, "clarify", "I should ask.") for i, e in enumerate(expected)]
+    rows = {
+        name: {"overrides": [], "steps": 3, **score_point(name, None, 0.0, verdicts, sft).to_dict(scores=False)}
+        for name, verdicts in (("gentle", sft), ("asks", asks))
+    }
+    base = score_point("baseline", None, 0.0, sft, sft)
+    chosen, rule = _chosen(rows, base.call_tool_acc - MAX_CALL_TOOL_DROP)
+    search = {"chosen": chosen, "rule": rule, "settings": rows}
+    report = {
+        "methods": {
+            "sft": score(sft),
+            "simpo": score(sft) | {"search": search},
+            "simpo_steering": score(asks),
+        }
+    }
+    lines = {f.split("**")[1]: f for f in findings(report) if f.startswith("- **simpo")}
+    clause = (
+        "SimPO tried on mine: 2 settings (see SimPO selection); the most clarify any reached there was 1.00 (`asks`), "
+        "with call_tool 0.00; the rule (most clarify with call_tool kept) kept `gentle` (clarify 0.00, call_tool 1.00 "
+        "there)."
+    )
+    assert "does not reach the target" in lines["simpo"] and clause in lines["simpo"]
+    assert clause in lines["simpo_steering"]  # its SimPO half was searched the same way
