@@ -47,6 +47,22 @@ def dpo_trl_config(config: DPORunConfig, use_cpu: bool) -> Any:
     return build_trl_config(DPOConfig, kwargs, config.training.extra, "dpo")
 
 
+def copy_trailing_adapter_params(model: Any, source: str, target: str) -> int:
+    """Copy the adapter parameters whose names end in `.<source>` into `.<target>`; returns how many.
+
+    TRL's DPOTrainer fills its "ref" adapter from the parameters named `.default.` inside, which misses PEFT's
+    trainable-token rows (`...trainable_tokens_delta.default`, at the end): the reference kept freshly initialised
+    tag rows, not the SFT adapter's, and the first step's rewards were not 0."""
+    params = dict(model.named_parameters())
+    copied = 0
+    for name, param in params.items():
+        twin = name[: -len(source)] + target if name.endswith(f".{source}") else None
+        if twin in params:
+            params[twin].data.copy_(param.data)
+            copied += 1
+    return copied
+
+
 def train_dpo(config: DPORunConfig) -> PreferenceResult:
     """Run (or resume) DPO on the pairs, continuing the SFT adapter against the SFT agent as reference."""
     from trl import DPOTrainer  # lazy: TRL's trainers load transformers' Trainer (seconds)
@@ -60,6 +76,7 @@ def train_dpo(config: DPORunConfig) -> PreferenceResult:
         trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer)
         if "ref" not in getattr(trainer.model, "peft_config", {}):
             raise RuntimeError("DPOTrainer made no 'ref' adapter: the reference would be the bare base model")
+        copy_trailing_adapter_params(trainer.model, "default", "ref")
         return trainer
 
     return run_preference("dpo", config, config.training.max_length, settings, build, preference_text_row)

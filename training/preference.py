@@ -41,6 +41,7 @@ from toolprior.config import dump_yaml, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.modeling import load_model, load_tokenizer
 from toolprior.training.checkpoints import keep_dtypes_on_resume, last_complete_checkpoint, train_or_finish
+from toolprior.training.lora import expose_head_bias
 from toolprior.training.pairs import Pair, check_no_leak, read_pairs
 from toolprior.training.sections import PairsDataSection, PreferenceModelSection, PreferenceTrainingSection
 
@@ -305,6 +306,8 @@ def run_preference(
     dataset = Dataset.from_list([row(p, tokenizer) for p in pairs])
     keep = KeepTrainableWeights(model)
     trainer = build(model, tokenizer, dataset)
+    # DPO's and SFTTrainer's fused LM head read the tied head's bias, which an SFT adapter's trainable tokens hide
+    expose_head_bias(trainer.model)
     keep.restore(trainer.model)
     keep_dtypes_on_resume(trainer)
     start = time.perf_counter()
