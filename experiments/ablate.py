@@ -8,6 +8,11 @@ Layout under `out_dir`:
     <name>/table.md        the table a reader looks at first, with the split it was computed on
     <name>/plots/          per-arm accuracy with seed dots and sd bars (and the steering grid, when asked)
 
+`record_dir` (optional, a folder kept in git) holds each finished unit's record: its unit.json, stage summaries,
+verdicts and steering sweep, without the adapter. A unit whose record is there is restored from it instead of run,
+so an ablation of many CPU hours builds up across sessions and checkouts, and `--report-only` tables what is done.
+Units run seed by seed (every arm at the first seed, then the next), so a partial ablation compares arms.
+
 Every arm is scored on the reference benchmark's split (the first data setting): an arm with another action mix
 trains on its own benchmark, but is compared on the very same held-out cases, and none of them may appear in its
 training data.
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from toolprior.actions import Action
-from toolprior.atomic import atomic_write_text
+from toolprior.atomic import atomic_folder, atomic_write_text
 from toolprior.case_io import read_cases
 from toolprior.config import dump_yaml, load_config, parse_overrides, to_plain
 from toolprior.errors import InputError, Problem
@@ -45,6 +50,8 @@ from toolprior.training.sft import train_sft
 from toolprior.verdict import read_verdicts, write_verdicts
 
 ACTIONS = [a.value for a in Action]
+# what a unit's record keeps besides its stage summaries: small text files, never the adapter
+RECORD_FILES = ("unit.json", "verdicts.jsonl", "steering_sweep.json")
 METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]
 
 
@@ -107,24 +114,83 @@ class Ablation:
             raise InputError([Problem(str(data / "train.jsonl"), None, f"arms.{arm}", problem)])
 
     # -------------------------------------------------------------------------------------------------- units
-    def unit(self, arm: str, seed: int) -> dict[str, Any]:
-        """Train (or reuse) one arm at one seed and score it; returns the unit's folder name and stage summaries."""
+    def identity(self, arm: str, seed: int) -> tuple[dict[str, Any], Path]:
+        """Everything that defines one arm at one seed (its key names the unit's folder), and its data folder."""
 
         c = self.config
         sft_overrides, bench = split_overrides([*c.sft_set, *self.arms[arm]])
         data = self.data_dir(self.data_settings(bench))
-        scored = self.scored_cases(c.split, c.max_cases)
-        if data != self.data_dir(c.data):
-            self.refuse_leaks(arm, data, scored)
         identity = {
             "base": c.base, "quantize": c.quantize, **self.load_settings(), "sft_config": Path(c.sft_config).read_text(),
             "sft_overrides": sft_overrides, "data": data.name, "seed": seed, "split": c.split,
             "max_cases": c.max_cases, "eval": to_plain(c.eval), "steering": to_plain(c.steering),
         }  # fmt: skip
-        folder = self.root / "units" / _key(identity)
+        return identity, data
+
+    def stage_names(self) -> list[str]:
+        """The stages every unit runs."""
+        s = self.config.steering
+        return ["sft", "eval", *(["steering"] if s.layers and s.alphas else [])]
+
+    def finished(self, arm: str, seed: int) -> dict[str, Any] | None:
+        """The stage summaries of a unit that has run (here, or in `record_dir`), else None; runs nothing."""
+
+        key = _key(self.identity(arm, seed)[0])
+        self.restore(key)
+        markers = self.root / "units" / key / "stages"
+        if not all((markers / f"{name}.json").is_file() for name in self.stage_names()):
+            return None
+        return {"unit": key, **{n: json.loads((markers / f"{n}.json").read_text()) for n in self.stage_names()}}
+
+    def restore(self, key: str) -> None:
+        """Copy a unit's record from `record_dir` into its folder, unless the folder has every stage already."""
+
+        if not self.config.record_dir:
+            return
+        record, folder = Path(self.config.record_dir) / key, self.root / "units" / key
+        names = self.stage_names()
+        have = [n for n in names if (folder / "stages" / f"{n}.json").is_file()]
+        if len(have) == len(names) or not all((record / "stages" / f"{n}.json").is_file() for n in names):
+            return
+        for path in sorted(record.rglob("*")):
+            if path.is_file():
+                target = folder / path.relative_to(record)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, path.read_text(encoding="utf-8"))
+
+    def keep(self, key: str) -> None:
+        """Write a finished unit's record (unit.json, stage summaries, verdicts, steering sweep) to `record_dir`."""
+
+        if not self.config.record_dir:
+            return
+        folder = self.root / "units" / key
+        files = [
+            *(folder / name for name in RECORD_FILES),
+            *(folder / "stages" / f"{n}.json" for n in self.stage_names()),
+        ]
+        with atomic_folder(Path(self.config.record_dir) / key) as staging:
+            staging.chmod(0o755)  # mkdtemp makes it private; the record is kept in git
+            for path in files:
+                if path.is_file():
+                    target = staging / path.relative_to(folder)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+
+    def unit(self, arm: str, seed: int) -> dict[str, Any]:
+        """Train (or reuse) one arm at one seed and score it; returns the unit's folder name and stage summaries."""
+
+        c = self.config
+        identity, data = self.identity(arm, seed)
+        sft_overrides = identity["sft_overrides"]
+        key = _key(identity)
+        self.restore(key)
+        folder = self.root / "units" / key
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "unit.json", json.dumps(identity, indent=2) + "\n")
         stages = StageRunner(folder, log=lambda m: print(f"[{arm} seed {seed}] {m}"))
+        scored = self.scored_cases(c.split, c.max_cases)
+        if data != self.data_dir(c.data) and not stages.done("eval"):
+            self.refuse_leaks(arm, data, scored)
 
         def sft() -> dict[str, Any]:
 
@@ -144,8 +210,9 @@ class Ablation:
 
         summaries: dict[str, Any] = {"unit": folder.name, "sft": stages.run("sft", sft)}
         summaries["eval"] = stages.run("eval", lambda: self.evaluate(folder, scored))
-        if c.steering.layers and c.steering.alphas:
+        if "steering" in self.stage_names():
             summaries["steering"] = stages.run("steering", lambda: self.steering_grid(folder, data))
+        self.keep(key)
         return summaries
 
     def load_settings(self) -> dict[str, Any]:
@@ -228,7 +295,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
 
     c = ablation.config
     names = list(units)
-    reference = names[0]
+    reference = next(iter(ablation.arms))
 
     def correct(arm: str, seed: int) -> dict[str, bool]:
         folder = ablation.root / "units" / units[arm][seed]["unit"]
@@ -248,7 +315,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
             "mean_sd": summary,
             "train_s": round(sum(train) / len(train), 1),
         }
-        if arm != reference:
+        if arm != reference and reference in units:
             a, b = [], []
             for seed in units[arm]:
                 if seed in units[reference]:
@@ -270,9 +337,12 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
         if steering:
             entry["steering"] = _steering_summary(steering)
         out[arm] = entry
+    missing = [
+        {"arm": arm, "seed": seed} for seed in c.seeds for arm in ablation.arms if seed not in units.get(arm, {})
+    ]
     return {
         "name": c.name, "question": c.question, "split": c.split, "cases": _cases_count(units),
-        "seeds": c.seeds, "reference": reference, "arms": out, "config": to_plain(c),
+        "seeds": c.seeds, "reference": reference, "arms": out, "missing": missing, "config": to_plain(c),
     }  # fmt: skip
 
 
@@ -322,11 +392,21 @@ def render_table(results: dict[str, Any]) -> str:
         *([results["question"].strip(), ""] if results["question"] else []),
         f"Split `{results['split']}` ({cases} cases per run, the same ids for every arm), seeds "
         f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds. Paired McNemar against "
-        f"`{results['reference']}` pools every case of every seed; Δ is the per-seed difference, mean ± sd.",
+        f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd.",
+        *(
+            [
+                "",
+                f"**Partial**: {len(results['missing'])} run(s) not finished yet, left out: "
+                + ", ".join(f"`{m['arm']}` seed {m['seed']}" for m in results["missing"])
+                + ".",
+            ]
+            if results.get("missing")
+            else []
+        ),
         "",
-        "| arm | overrides | clarify | call_tool | answer_directly | escalate | refuse | overall "
+        "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
         "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
-        "| --- |" + " --- |" * 12,
+        "| --- |" + " --- |" * 13,
     ]
     for arm, entry in results["arms"].items():
         m = entry["mean_sd"]
@@ -335,6 +415,7 @@ def render_table(results: dict[str, Any]) -> str:
         cells = [
             arm,
             "; ".join(f"`{o}`" for o in entry["overrides"]) or "(the recipe)",
+            ", ".join(entry["seeds"]),
             *(_cell(m.get(a)) for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")),
             _cell(m.get("clarify_to_call_tool")),
             _cell(vs.get("clarify_diff")) if vs else "reference",
@@ -390,14 +471,18 @@ def plot_arms(results: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def run_ablation(config: AblationConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) every arm x seed, then write results.json, table.md and the plot; returns the results."""
+def run_ablation(config: AblationConfig, progress: bool = True, report_only: bool = False) -> dict[str, Any]:
+    """Run (or resume) every arm x seed, seed by seed, then write results.json, table.md and the plot; returns the
+    results. `report_only` runs nothing: it tables the units finished so far (here or in `record_dir`)."""
     ablation = Ablation(config, progress=progress)
     atomic_write_text(ablation.run / "config.yaml", dump_yaml(config))
-    units: dict[str, dict[int, dict[str, Any]]] = {}
-    for arm in ablation.arms:
-        for seed in config.seeds:
-            units.setdefault(arm, {})[seed] = ablation.unit(arm, seed)
+    units: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in ablation.arms}
+    for seed in config.seeds:
+        for arm in ablation.arms:
+            unit = ablation.finished(arm, seed) if report_only else ablation.unit(arm, seed)
+            if unit is not None:
+                units[arm][seed] = unit
+    units = {arm: {s: units[arm][s] for s in sorted(runs)} for arm, runs in units.items() if runs}
     results = aggregate(ablation, units)
     atomic_write_text(ablation.run / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(ablation.run / "table.md", render_table(results))

@@ -64,6 +64,9 @@ class AblationConfig:
     # when one is that unit's very run: same resolved config but for where it writes, same data bytes
     # (experiments.sft_reuse); a folder that is missing or differs is passed over
     reuse_sft: list[str] = field(default_factory=list)
+    # a folder kept in git for each finished unit's record (summaries and verdicts, no adapter): a unit recorded
+    # there is restored instead of run, so a long ablation survives a fresh checkout (experiments.ablate)
+    record_dir: str | None = None
     grid: dict[str, list[Any]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata=check(nonempty=True))
     split: str = field(default="eval", metadata=check(choices=SPLITS))

@@ -5,6 +5,9 @@ An SFT run on 2 CPU cores is half an hour, and an ablation's reference arm is of
 same run: its resolved `config.yaml` equals the one the unit would train with in every field but `output_dir` and
 `data.dir`, and the train and validation files it read hold the same bytes (sha256). Anything less (a field added
 since, another seed, a data file gone) trains afresh.
+
+A candidate is either an SFT run's folder (config.yaml, train_summary.json, adapter/) or a shipped adapter with its
+sidecar (`experiments/organism/smollm2`: organism.json, adapter/), whose sidecar records the same three facts.
 """
 
 from __future__ import annotations
@@ -20,9 +23,7 @@ import yaml
 
 from toolprior.atomic import atomic_write_text
 from toolprior.config import to_plain
-
-# where a run writes to, not what it trains: the only fields two identical runs may differ in
-PLACE_FIELDS = (("output_dir",), ("data", "dir"))
+from toolprior.experiments.organism_adapter import RUN_PATHS, SIDECAR
 
 
 def _file_hash(path: Path) -> str | None:
@@ -42,7 +43,7 @@ def data_hashes(config: dict[str, Any]) -> dict[str, str | None]:
 
 def _without_place(config: dict[str, Any]) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
-    for path in PLACE_FIELDS:
+    for path in RUN_PATHS:  # where a run writes to, not what it trains
         target = out
         for key in path[:-1]:
             target = target.get(key) or {}
@@ -50,21 +51,32 @@ def _without_place(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _earlier_run(candidate: Path) -> tuple[dict[str, Any], dict[str, str | None]] | None:
+    """(resolved config, train/val sha256) of a finished run at `candidate`: an SFT run's folder or a shipped
+    adapter's sidecar; None when it is neither."""
+    if not (candidate / "adapter").is_dir():
+        return None
+    if (candidate / SIDECAR).is_file():
+        sidecar = json.loads((candidate / SIDECAR).read_text(encoding="utf-8"))
+        data = sidecar.get("data") or {}
+        return sidecar.get("config") or {}, {"train": data.get("train_sha256"), "val": data.get("val_sha256")}
+    if not all((candidate / name).is_file() for name in ("config.yaml", "train_summary.json")):
+        return None
+    earlier = yaml.safe_load((candidate / "config.yaml").read_text(encoding="utf-8"))
+    return (earlier, data_hashes(earlier)) if isinstance(earlier, dict) else None
+
+
 def find_reusable(config: Any, candidates: Sequence[str | Path]) -> Path | None:
-    """The first finished SFT run among `candidates` (folders holding config.yaml, train_summary.json and adapter/)
-    that is `config` (an SFTRunConfig) run elsewhere; None when none is."""
+    """The first finished SFT run among `candidates` (SFT run folders or shipped adapters with their sidecar) that
+    is `config` (an SFTRunConfig) run elsewhere; None when none is."""
     wanted = to_plain(config)
     wanted_core = _without_place(wanted)
     wanted_data = data_hashes(wanted)
     if None in wanted_data.values():
         return None
     for candidate in map(Path, candidates):
-        if not all((candidate / name).exists() for name in ("config.yaml", "train_summary.json", "adapter")):
-            continue
-        earlier = yaml.safe_load((candidate / "config.yaml").read_text(encoding="utf-8"))
-        if not isinstance(earlier, dict) or _without_place(earlier) != wanted_core:
-            continue
-        if data_hashes(earlier) == wanted_data:
+        earlier = _earlier_run(candidate)
+        if earlier is not None and _without_place(earlier[0]) == wanted_core and earlier[1] == wanted_data:
             return candidate
     return None
 
@@ -77,8 +89,14 @@ def adopt(source: Path, out: Path) -> None:
     partial = out / "adapter.partial"
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source / "adapter", partial)
-    for name in ("config.yaml", "train_summary.json"):
-        shutil.copy2(source / name, out / name)
+    if (source / SIDECAR).is_file():
+        # a shipped adapter: its run's config and training summary are in the sidecar
+        sidecar = json.loads((source / SIDECAR).read_text(encoding="utf-8"))
+        atomic_write_text(out / "config.yaml", yaml.safe_dump(sidecar["config"], sort_keys=False))
+        atomic_write_text(out / "train_summary.json", json.dumps(sidecar["train"], indent=2) + "\n")
+    else:
+        for name in ("config.yaml", "train_summary.json"):
+            shutil.copy2(source / name, out / name)
     shutil.rmtree(out / "adapter", ignore_errors=True)
     partial.rename(out / "adapter")
     atomic_write_text(out / "reused_from.json", json.dumps({"source": source.as_posix()}) + "\n")

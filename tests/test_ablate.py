@@ -4,6 +4,7 @@ first arm, shared runs between ablations, resume, and one clear line for a bad a
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,57 @@ def test_a_run_on_other_data_bytes_is_not_adopted(tmp_path, tiny_base):
     extra = ["seeds=[0]", "data.seed=8", f"reuse_sft={json.dumps([str(earlier)])}"]
     results = run_ablation(_config(tmp_path / "b", tiny_base, "other", {"recipe": []}, extra), progress=False)
     assert "sft_reused_from" not in results["arms"]["recipe"]["seeds"]["0"]
+
+
+def test_a_shipped_adapter_with_its_sidecar_is_adopted_as_its_run(tmp_path, tiny_base):
+    from toolprior.experiments.organism_adapter import export
+    from toolprior.training.run_configs import SFTRunConfig
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run_ablation(_config(tmp_path / "a", tiny_base, "first", {"recipe": []}, ["seeds=[0]"]), progress=False)
+    run = tmp_path / "a" / "ablate" / "units" / first["arms"]["recipe"]["seeds"]["0"]["unit"] / "sft"
+    config = load_config(SFTRunConfig, run / "config.yaml")
+    shipped = export(run, Path(config.data.dir), config, out=tmp_path / "shipped", command="test")
+    assert not (shipped / "config.yaml").exists()  # a sidecar, not an SFT run's folder
+    extra = ["seeds=[0, 1]", f"reuse_sft={json.dumps([str(shipped)])}"]
+    results = run_ablation(_config(tmp_path / "b", tiny_base, "second", {"recipe": []}, extra), progress=False)
+    seeds = results["arms"]["recipe"]["seeds"]
+    assert seeds["0"]["sft_reused_from"] == str(shipped) and "sft_reused_from" not in seeds["1"]
+    assert seeds["0"]["overall"] == first["arms"]["recipe"]["seeds"]["0"]["overall"]
+    unit0 = tmp_path / "b" / "ablate" / "units" / seeds["0"]["unit"] / "sft"
+    assert json.loads((unit0 / "train_summary.json").read_text())["steps"] == 2
+
+
+def test_a_recorded_ablation_survives_a_fresh_checkout_and_tables_what_is_done(tmp_path, tiny_base):
+    arms = {"recipe": [], "no_neftune": ["training.neftune_noise_alpha=null"]}
+    record = tmp_path / "record"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    extra = ["seeds=[0]", f"record_dir={record}"]
+    first = run_ablation(_config(tmp_path / "a", tiny_base, "abl", arms, extra), progress=False)
+    keys = {a: first["arms"][a]["seeds"]["0"]["unit"] for a in arms}
+    kept = sorted(p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file())
+    assert kept == sorted(f"{k}/{f}" for k in keys.values() for f in RECORD_KEPT)  # no adapter, no checkpoint
+
+    # a fresh checkout (another out_dir, the same record): seed 0 is restored, seed 1 has not run
+    fresh = _config(tmp_path / "b", tiny_base, "abl", arms, ["seeds=[0, 1]", f"record_dir={record}"])
+    partial = run_ablation(fresh, progress=False, report_only=True)
+    assert not list((tmp_path / "b" / "ablate" / "units").rglob("adapter"))  # nothing trained
+    assert partial["missing"] == [{"arm": "recipe", "seed": 1}, {"arm": "no_neftune", "seed": 1}]
+    for arm in arms:
+        assert partial["arms"][arm]["seeds"]["0"] == first["arms"][arm]["seeds"]["0"]
+    assert partial["arms"]["no_neftune"]["vs_reference"] == first["arms"]["no_neftune"]["vs_reference"]
+    table = (tmp_path / "b" / "ablate" / "abl" / "table.md").read_text()
+    assert "**Partial**: 2 run(s) not finished yet" in table and "`no_neftune` seed 1" in table
+
+    # the reference not run yet at any seed: the arms that ran are tabled, compared with nothing
+    only = _config(
+        tmp_path / "b", tiny_base, "abl2", {"other": ["lora.r=2"], **arms}, ["seeds=[0]", f"record_dir={record}"]
+    )
+    shown = run_ablation(only, progress=False, report_only=True)
+    assert list(shown["arms"]) == ["recipe", "no_neftune"] and shown["reference"] == "other"
+    assert not any("vs_reference" in e for e in shown["arms"].values())
+
+
+RECORD_KEPT = ("unit.json", "verdicts.jsonl", "stages/sft.json", "stages/eval.json")

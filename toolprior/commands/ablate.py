@@ -17,7 +17,7 @@ def ablate(args: argparse.Namespace) -> int:
     # lazy: the arms load torch and the trainers; a bad config is refused first
     from toolprior.experiments.ablate import run_ablation
 
-    results = run_ablation(config)
+    results = run_ablation(config, report_only=args.report_only)
     run = Path(config.out_dir) / config.name
     print(f"\nwrote {run / 'results.json'}, {run / 'table.md'} and {run / 'plots' / 'arms.png'}\n")
     print((run / "table.md").read_text())
