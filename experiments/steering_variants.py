@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from toolprior.steering.vector import SteeringVector
 from toolprior.steering_names import METHODS, POSITIONS, SOURCES
+
+if TYPE_CHECKING:
+    from toolprior.steering.vector import SteeringVector
 
 # where activations are read (probes.positions.POSITION_RULES names the same two for vectors)
 READ_POSITIONS: tuple[str, ...] = ("decision", "prompt_end")
@@ -88,6 +90,9 @@ def rescaled(vector: SteeringVector, norms: dict[int, float]) -> SteeringVector:
     """`vector` with each layer's direction kept and its length set to `norms[layer]` (the study's
     `steering.variant_scale`). A vector already at those lengths (to 1e-6) comes back as it is, bit for bit, so its
     saved sweeps stay reusable."""
+    # lazy: the study's config check imports this module, and the steering package loads torch (seconds)
+    from toolprior.steering.vector import SteeringVector
+
     own = vector.norms()
     if all(math.isclose(own[layer], norms[layer], rel_tol=1e-6) for layer in vector.layers):
         return vector
