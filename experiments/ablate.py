@@ -379,8 +379,11 @@ def _steering_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def _cell(pair: list[float] | None) -> str:
-    return "–" if pair is None else f"{pair[0]:.3f} ± {pair[1]:.3f}"
+def _cell(pair: list[float] | None, runs: int = 2) -> str:
+    """mean ± sd; the value alone when it comes from one run (an sd of one value says nothing)."""
+    if pair is None:
+        return "–"
+    return f"{pair[0]:.3f}" if runs == 1 else f"{pair[0]:.3f} ± {pair[1]:.3f}"
 
 
 def render_table(results: dict[str, Any]) -> str:
@@ -412,14 +415,20 @@ def render_table(results: dict[str, Any]) -> str:
         m = entry["mean_sd"]
         vs = entry.get("vs_reference")
         p = vs["mcnemar_pooled"]["p"] if vs else None
+        runs = len(entry["seeds"])
+        reference = results["arms"].get(results["reference"], {}).get("seeds", {})
+        paired = len(set(entry["seeds"]) & set(reference))
         cells = [
             arm,
             "; ".join(f"`{o}`" for o in entry["overrides"]) or "(the recipe)",
             ", ".join(entry["seeds"]),
-            *(_cell(m.get(a)) for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")),
-            _cell(m.get("clarify_to_call_tool")),
-            _cell(vs.get("clarify_diff")) if vs else "reference",
-            _cell(vs.get("call_tool_diff")) if vs else "",
+            *(
+                _cell(m.get(a), runs)
+                for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")
+            ),
+            _cell(m.get("clarify_to_call_tool"), runs),
+            _cell(vs.get("clarify_diff"), paired) if vs else "reference",
+            _cell(vs.get("call_tool_diff"), paired) if vs else "",
             "" if p is None else f"{p:.2g}",
             f"{entry['train_s']:.0f}",
         ]

@@ -217,6 +217,8 @@ def test_a_recorded_ablation_survives_a_fresh_checkout_and_tables_what_is_done(t
     assert partial["arms"]["no_neftune"]["vs_reference"] == first["arms"]["no_neftune"]["vs_reference"]
     table = (tmp_path / "b" / "ablate" / "abl" / "table.md").read_text()
     assert "**Partial**: 2 run(s) not finished yet" in table and "`no_neftune` seed 1" in table
+    recipe_row = next(line for line in table.splitlines() if line.startswith("| recipe |"))
+    assert "±" not in recipe_row  # one seed: values, no sd of one value
 
     # the reference not run yet at any seed: the arms that ran are tabled, compared with nothing
     only = _config(
