@@ -41,6 +41,7 @@ from toolprior.experiments.sft_reuse import adopt, find_reusable
 from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.study_config import DataSettings
 from toolprior.figures import save_figure
+from toolprior.model_source import file_sha256
 from toolprior.modeling import load_agent
 from toolprior.steering.compute import compute_from_cases
 from toolprior.steering.sweep import sweep
@@ -50,8 +51,8 @@ from toolprior.training.sft import train_sft
 from toolprior.verdict import read_verdicts, write_verdicts
 
 ACTIONS = [a.value for a in Action]
-# what a unit's record keeps besides its stage summaries: small text files, never the adapter
-RECORD_FILES = ("unit.json", "verdicts.jsonl", "steering_sweep.json")
+# in a unit's record: the sha256 of the data files its results rest on, checked before the record is restored
+RECORD_DATA = "data.json"
 METRICS = [*ACTIONS, "overall", "macro_action", "clarify_to_call_tool", "unparsed_rate"]
 
 
@@ -133,48 +134,72 @@ class Ablation:
         return ["sft", "eval", *(["steering"] if s.layers and s.alphas else [])]
 
     def finished(self, arm: str, seed: int) -> dict[str, Any] | None:
-        """The stage summaries of a unit that has run (here, or in `record_dir`), else None; runs nothing."""
+        """The stage summaries of a unit that has run (here, or in `record_dir`), else None; trains nothing (a
+        unit finished here but not recorded yet is recorded)."""
 
-        key = _key(self.identity(arm, seed)[0])
-        self.restore(key)
+        identity, data = self.identity(arm, seed)
+        key = _key(identity)
+        self.restore(key, data)
         markers = self.root / "units" / key / "stages"
-        if not all((markers / f"{name}.json").is_file() for name in self.stage_names()):
+        if not self.complete(self.root / "units" / key):
             return None
+        self.keep(key, data)
         return {"unit": key, **{n: json.loads((markers / f"{n}.json").read_text()) for n in self.stage_names()}}
 
-    def restore(self, key: str) -> None:
-        """Copy a unit's record from `record_dir` into its folder, unless the folder has every stage already."""
+    def record_files(self) -> list[str]:
+        """A finished unit's files that its record keeps: small text files, never the adapter."""
+        names = ["unit.json", "verdicts.jsonl", *(f"stages/{n}.json" for n in self.stage_names())]
+        return [*names, *(["steering_sweep.json"] if "steering" in self.stage_names() else [])]
+
+    def complete(self, folder: Path) -> bool:
+        """Whether `folder` (a unit's, or its record) holds every file of a finished unit."""
+        return all((folder / name).is_file() for name in self.record_files())
+
+    def data_fingerprint(self, data: Path) -> dict[str, str]:
+        """sha256 of the bytes a unit's results rest on: its train and val files and the scored split's file."""
+        scored = self.data_dir(self.config.data) / f"{self.config.split}.jsonl"
+        return {
+            "train": file_sha256(data / "train.jsonl"),
+            "val": file_sha256(data / "val.jsonl"),
+            "scored": file_sha256(scored),
+        }
+
+    def restore(self, key: str, data: Path) -> None:
+        """Copy a unit's record from `record_dir` into its folder, unless the folder has finished already or the
+        record was made on other data bytes (a generator changed since: the unit runs again)."""
 
         if not self.config.record_dir:
             return
         record, folder = Path(self.config.record_dir) / key, self.root / "units" / key
-        names = self.stage_names()
-        have = [n for n in names if (folder / "stages" / f"{n}.json").is_file()]
-        if len(have) == len(names) or not all((record / "stages" / f"{n}.json").is_file() for n in names):
+        if self.complete(folder) or not self.complete(record):
             return
-        for path in sorted(record.rglob("*")):
-            if path.is_file():
-                target = folder / path.relative_to(record)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(target, path.read_text(encoding="utf-8"))
+        made_on = json.loads((record / RECORD_DATA).read_text()) if (record / RECORD_DATA).is_file() else None
+        if made_on != self.data_fingerprint(data):
+            print(f"record {record} was made on other data bytes than today's; not restored")
+            return
+        for name in self.record_files():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, (record / name).read_text(encoding="utf-8"))
 
-    def keep(self, key: str) -> None:
-        """Write a finished unit's record (unit.json, stage summaries, verdicts, steering sweep) to `record_dir`."""
+    def keep(self, key: str, data: Path) -> None:
+        """Write a finished unit's record (its record_files and the data fingerprint) to `record_dir`, unless the
+        record there holds the same already."""
 
         if not self.config.record_dir:
             return
-        folder = self.root / "units" / key
-        files = [
-            *(folder / name for name in RECORD_FILES),
-            *(folder / "stages" / f"{n}.json" for n in self.stage_names()),
-        ]
-        with atomic_folder(Path(self.config.record_dir) / key) as staging:
+        folder, record = self.root / "units" / key, Path(self.config.record_dir) / key
+        if not self.complete(folder):
+            raise RuntimeError(f"unit {folder} is not finished; nothing to record")
+        texts = {name: (folder / name).read_text(encoding="utf-8") for name in self.record_files()}
+        texts[RECORD_DATA] = json.dumps(self.data_fingerprint(data), indent=2) + "\n"
+        if all((record / n).is_file() and (record / n).read_text(encoding="utf-8") == v for n, v in texts.items()):
+            return
+        with atomic_folder(record) as staging:
             staging.chmod(0o755)  # mkdtemp makes it private; the record is kept in git
-            for path in files:
-                if path.is_file():
-                    target = staging / path.relative_to(folder)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+            for name, text in texts.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_text(text, encoding="utf-8")
 
     def unit(self, arm: str, seed: int) -> dict[str, Any]:
         """Train (or reuse) one arm at one seed and score it; returns the unit's folder name and stage summaries."""
@@ -183,7 +208,7 @@ class Ablation:
         identity, data = self.identity(arm, seed)
         sft_overrides = identity["sft_overrides"]
         key = _key(identity)
-        self.restore(key)
+        self.restore(key, data)
         folder = self.root / "units" / key
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "unit.json", json.dumps(identity, indent=2) + "\n")
@@ -212,7 +237,7 @@ class Ablation:
         summaries["eval"] = stages.run("eval", lambda: self.evaluate(folder, scored))
         if "steering" in self.stage_names():
             summaries["steering"] = stages.run("steering", lambda: self.steering_grid(folder, data))
-        self.keep(key)
+        self.keep(key, data)
         return summaries
 
     def load_settings(self) -> dict[str, Any]:
@@ -315,7 +340,7 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
             "mean_sd": summary,
             "train_s": round(sum(train) / len(train), 1),
         }
-        if arm != reference and reference in units:
+        if arm != reference and set(units[arm]) & set(units.get(reference, {})):
             a, b = [], []
             for seed in units[arm]:
                 if seed in units[reference]:
@@ -448,7 +473,10 @@ def render_table(results: dict[str, Any]) -> str:
     for arm, cells in steering.items():
         lines += ["", f"Steering grid of `{arm}` (split `{cells[0]['split']}`; layer None = unsteered):", ""]
         lines += ["| layer | alpha | clarify | call_tool |", "| --- | --- | --- | --- |"]
-        lines += [f"| {c['layer']} | {c['alpha']:g} | {_cell(c['clarify'])} | {_cell(c['call_tool'])} |" for c in cells]
+        n = len(results["arms"][arm]["seeds"])
+        lines += [
+            f"| {c['layer']} | {c['alpha']:g} | {_cell(c['clarify'], n)} | {_cell(c['call_tool'], n)} |" for c in cells
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -57,7 +57,10 @@ def _earlier_run(candidate: Path) -> tuple[dict[str, Any], dict[str, str | None]
     if not (candidate / "adapter").is_dir():
         return None
     if (candidate / SIDECAR).is_file():
-        sidecar = json.loads((candidate / SIDECAR).read_text(encoding="utf-8"))
+        try:
+            sidecar = json.loads((candidate / SIDECAR).read_text(encoding="utf-8"))
+        except ValueError:
+            return None  # an unreadable sidecar is passed over, like any candidate that is not the run
         data = sidecar.get("data") or {}
         return sidecar.get("config") or {}, {"train": data.get("train_sha256"), "val": data.get("val_sha256")}
     if not all((candidate / name).is_file() for name in ("config.yaml", "train_summary.json")):

@@ -220,6 +220,11 @@ def test_a_recorded_ablation_survives_a_fresh_checkout_and_tables_what_is_done(t
     recipe_row = next(line for line in table.splitlines() if line.startswith("| recipe |"))
     assert "±" not in recipe_row  # one seed: values, no sd of one value
 
+    # a normal run in the fresh checkout restores seed 0 rather than training it
+    again = run_ablation(_config(tmp_path / "b", tiny_base, "abl", arms, extra), progress=False)
+    assert not list((tmp_path / "b" / "ablate" / "units").rglob("adapter"))
+    assert again["arms"]["no_neftune"]["seeds"] == first["arms"]["no_neftune"]["seeds"]
+
     # the reference not run yet at any seed: the arms that ran are tabled, compared with nothing
     only = _config(
         tmp_path / "b", tiny_base, "abl2", {"other": ["lora.r=2"], **arms}, ["seeds=[0]", f"record_dir={record}"]
@@ -229,4 +234,17 @@ def test_a_recorded_ablation_survives_a_fresh_checkout_and_tables_what_is_done(t
     assert not any("vs_reference" in e for e in shown["arms"].values())
 
 
-RECORD_KEPT = ("unit.json", "verdicts.jsonl", "stages/sft.json", "stages/eval.json")
+RECORD_KEPT = ("unit.json", "verdicts.jsonl", "stages/sft.json", "stages/eval.json", "data.json")
+
+
+def test_a_record_made_on_other_data_bytes_is_not_restored(tmp_path, tiny_base):
+    record = tmp_path / "record"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    extra = ["seeds=[0]", f"record_dir={record}"]
+    first = run_ablation(_config(tmp_path / "a", tiny_base, "abl", {"recipe": []}, extra), progress=False)
+    key = first["arms"]["recipe"]["seeds"]["0"]["unit"]
+    made_on = json.loads((record / key / "data.json").read_text())
+    (record / key / "data.json").write_text(json.dumps({**made_on, "train": "0" * 64}))  # as if the generator changed
+    partial = run_ablation(_config(tmp_path / "b", tiny_base, "abl", {"recipe": []}, extra), report_only=True)
+    assert partial["arms"] == {} and partial["missing"] == [{"arm": "recipe", "seed": 0}]
