@@ -37,10 +37,10 @@ from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.evals.scoring import score
 from toolprior.evals.statistics import mcnemar, mean_sd
 from toolprior.experiments.ablate_config import AblationConfig, arms
+from toolprior.experiments.ablate_table import plot_arms, render_table
 from toolprior.experiments.sft_reuse import adopt, find_reusable
 from toolprior.experiments.stages import StageRunner
 from toolprior.experiments.study_config import DataSettings
-from toolprior.figures import save_figure
 from toolprior.model_source import file_sha256
 from toolprior.modeling import load_agent
 from toolprior.steering.compute import compute_from_cases
@@ -402,110 +402,6 @@ def _steering_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
          **{m: _mean_sd(v) for m, v in cell.items()}}
         for (layer, alpha), cell in cells.items()
     ]  # fmt: skip
-
-
-def _cell(pair: list[float] | None, runs: int = 2) -> str:
-    """mean ± sd; the value alone when it comes from one run (an sd of one value says nothing)."""
-    if pair is None:
-        return "–"
-    return f"{pair[0]:.3f}" if runs == 1 else f"{pair[0]:.3f} ± {pair[1]:.3f}"
-
-
-def render_table(results: dict[str, Any]) -> str:
-    """The ablation's markdown: question, split and seeds, then one row per arm."""
-    cases = results["cases"]
-    lines = [
-        f"# Ablation: {results['name']}",
-        "",
-        *([results["question"].strip(), ""] if results["question"] else []),
-        f"Split `{results['split']}` ({cases} cases per run, the same ids for every arm), seeds "
-        f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds. Paired McNemar against "
-        f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd.",
-        *(
-            [
-                "",
-                f"**Partial**: {len(results['missing'])} run(s) not finished yet, left out: "
-                + ", ".join(f"`{m['arm']}` seed {m['seed']}" for m in results["missing"])
-                + ".",
-            ]
-            if results.get("missing")
-            else []
-        ),
-        "",
-        "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
-        "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
-        "| --- |" + " --- |" * 13,
-    ]
-    for arm, entry in results["arms"].items():
-        m = entry["mean_sd"]
-        vs = entry.get("vs_reference")
-        p = vs["mcnemar_pooled"]["p"] if vs else None
-        runs = len(entry["seeds"])
-        reference = results["arms"].get(results["reference"], {}).get("seeds", {})
-        paired = len(set(entry["seeds"]) & set(reference))
-        cells = [
-            arm,
-            "; ".join(f"`{o}`" for o in entry["overrides"]) or "(the recipe)",
-            ", ".join(entry["seeds"]),
-            *(
-                _cell(m.get(a), runs)
-                for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")
-            ),
-            _cell(m.get("clarify_to_call_tool"), runs),
-            _cell(vs.get("clarify_diff"), paired) if vs else "reference",
-            _cell(vs.get("call_tool_diff"), paired) if vs else "",
-            "" if p is None else f"{p:.2g}",
-            f"{entry['train_s']:.0f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    reused = [
-        f"`{arm}` seed {seed} from `{run['sft_reused_from']}`"
-        for arm, entry in results["arms"].items()
-        for seed, run in entry["seeds"].items()
-        if run.get("sft_reused_from")
-    ]
-    if reused:
-        lines += [
-            "",
-            "SFT runs adopted, not retrained (same resolved config and data bytes): " + "; ".join(reused) + ".",
-        ]
-    steering = {arm: e["steering"] for arm, e in results["arms"].items() if e.get("steering")}
-    for arm, cells in steering.items():
-        lines += ["", f"Steering grid of `{arm}` (split `{cells[0]['split']}`; layer None = unsteered):", ""]
-        lines += ["| layer | alpha | clarify | call_tool |", "| --- | --- | --- | --- |"]
-        n = len(results["arms"][arm]["seeds"])
-        lines += [
-            f"| {c['layer']} | {c['alpha']:g} | {_cell(c['clarify'], n)} | {_cell(c['call_tool'], n)} |" for c in cells
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def plot_arms(results: dict[str, Any], path: Path) -> Path:
-    """Per arm, clarify and call_tool accuracy: bars at the mean, sd whiskers, one dot per seed."""
-    # lazy: matplotlib is needed only when a plot is drawn
-    from matplotlib.figure import Figure
-
-    names = list(results["arms"])
-    fig = Figure(figsize=(max(5.0, 1.6 * len(names) + 2), 3.6))
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.38
-    for k, (metric, color) in enumerate((("clarify", "tab:green"), ("call_tool", "tab:blue"))):
-        for i, arm in enumerate(names):
-            entry = results["arms"][arm]
-            pair = entry["mean_sd"].get(metric)
-            if pair is None:
-                continue
-            x = i + (k - 0.5) * width
-            ax.bar(x, pair[0], width, yerr=pair[1], color=color, alpha=0.6, capsize=3, label=metric if i == 0 else None)
-            seeds = [s[metric] for s in entry["seeds"].values() if s.get(metric) is not None]
-            ax.scatter([x] * len(seeds), seeds, color="black", s=10, zorder=3)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=15, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"accuracy (split {results['split']})")
-    ax.set_title(f"{results['name']}: mean ± sd over seeds {results['seeds']}")
-    ax.legend(loc="upper right", fontsize=8)
-    return save_figure(fig, path)
 
 
 def run_ablation(config: AblationConfig, progress: bool = True, report_only: bool = False) -> dict[str, Any]:
