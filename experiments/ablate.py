@@ -415,7 +415,7 @@ def run_ablation(config: AblationConfig, progress: bool = True, report_only: boo
             unit = ablation.finished(arm, seed) if report_only else ablation.unit(arm, seed)
             if unit is not None:
                 units[arm][seed] = unit
-    units = {arm: {s: units[arm][s] for s in sorted(runs)} for arm, runs in units.items() if runs}
+    units = {arm: runs for arm, runs in units.items() if runs}
     results = aggregate(ablation, units)
     atomic_write_text(ablation.run / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(ablation.run / "table.md", render_table(results))

@@ -41,12 +41,12 @@ def render_table(results: dict[str, Any]) -> str:
         "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
         "| --- |" + " --- |" * 13,
     ]
+    reference = results["arms"].get(results["reference"], {}).get("seeds", {})
     for arm, entry in results["arms"].items():
         m = entry["mean_sd"]
         vs = entry.get("vs_reference")
         p = vs["mcnemar_pooled"]["p"] if vs else None
         runs = len(entry["seeds"])
-        reference = results["arms"].get(results["reference"], {}).get("seeds", {})
         paired = len(set(entry["seeds"]) & set(reference))
         cells = [
             arm,

@@ -42,16 +42,22 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 RUN_PATHS = (("output_dir",), ("data", "dir"))
 
 
+def without_run_paths(plain: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a plain SFT config (a dict) without the paths of one run (output folder, data folder)."""
+
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain.items()}
+    for path in RUN_PATHS:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) or {}
+        node.pop(path[-1], None)
+    return out
+
+
 def config_identity(config: Any) -> dict[str, Any]:
     """The resolved SFT config as plain data, without the paths of one run (output folder, data folder)."""
 
-    plain = to_plain(config)
-    for path in RUN_PATHS:
-        node = plain
-        for key in path[:-1]:
-            node = node[key]
-        node.pop(path[-1], None)
-    return plain
+    return without_run_paths(to_plain(config))
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ import yaml
 
 from toolprior.atomic import atomic_write_text
 from toolprior.config import to_plain
-from toolprior.experiments.organism_adapter import RUN_PATHS, SIDECAR
+from toolprior.experiments.organism_adapter import SIDECAR, without_run_paths
 
 
 def _file_hash(path: Path) -> str | None:
@@ -39,16 +39,6 @@ def data_hashes(config: dict[str, Any]) -> dict[str, str | None]:
         "train": _file_hash(Path(data["train_file"]) if data.get("train_file") else folder / "train.jsonl"),
         "val": _file_hash(Path(data["val_file"]) if data.get("val_file") else folder / "val.jsonl"),
     }
-
-
-def _without_place(config: dict[str, Any]) -> dict[str, Any]:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
-    for path in RUN_PATHS:  # where a run writes to, not what it trains
-        target = out
-        for key in path[:-1]:
-            target = target.get(key) or {}
-        target.pop(path[-1], None)
-    return out
 
 
 def _earlier_run(candidate: Path) -> tuple[dict[str, Any], dict[str, str | None]] | None:
@@ -73,13 +63,13 @@ def find_reusable(config: Any, candidates: Sequence[str | Path]) -> Path | None:
     """The first finished SFT run among `candidates` (SFT run folders or shipped adapters with their sidecar) that
     is `config` (an SFTRunConfig) run elsewhere; None when none is."""
     wanted = to_plain(config)
-    wanted_core = _without_place(wanted)
+    wanted_core = without_run_paths(wanted)
     wanted_data = data_hashes(wanted)
     if None in wanted_data.values():
         return None
     for candidate in map(Path, candidates):
         earlier = _earlier_run(candidate)
-        if earlier is not None and _without_place(earlier[0]) == wanted_core and earlier[1] == wanted_data:
+        if earlier is not None and without_run_paths(earlier[0]) == wanted_core and earlier[1] == wanted_data:
             return candidate
     return None
 
