@@ -73,8 +73,17 @@ def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_p
     assert len({unit for _, unit in ids}) == 6  # 3 arms x 2 seeds, each its own run
     vs = results["arms"]["no_neftune"]["vs_reference"]
     assert vs["reference"] == "recipe" and vs["mcnemar_pooled"]["n"] == 2 * results["cases"]
+    pooled = results["arms"]["recipe"]["pooled"]  # every seed's cases, pooled: 2 seeds x the same cases
+    assert pooled["overall"]["total"] == 2 * results["cases"]
+    assert (
+        sum(c["total"] for a, c in pooled.items() if a not in ("overall", "clarify_to_call_tool"))
+        == 2 * results["cases"]
+    )
+    lo, hi = pooled["overall"]["wilson95"]
+    assert lo <= results["arms"]["recipe"]["mean_sd"]["overall"][0] <= hi
     table = (run / "table.md").read_text()
     assert "Split `eval`" in table and "| no_neftune |" in table and "reference" in table
+    assert "Cases per run: " in table and f"[{lo:.3f}, {hi:.3f}]" in table
     assert (run / "plots" / "arms.png").stat().st_size > 0
 
     stamps = {p: p.stat().st_mtime for p in (tmp_path / "ablate" / "units").rglob("stages/*.json")}
@@ -100,6 +109,27 @@ def test_an_action_mix_arm_trains_on_its_own_benchmark_and_is_scored_on_the_refe
     units = [results["arms"][a]["seeds"]["0"]["unit"] for a in arms]
     read = [[json.loads(x)["id"] for x in (tmp_path / "ablate" / "units" / u / "verdicts.jsonl").open()] for u in units]
     assert read[0] == read[1]
+
+
+def test_pooled_counts_give_each_action_its_wilson_interval_and_count_clarify_answered_with_call_tool():
+    from scipy.stats import binomtest
+
+    from toolprior.experiments.ablate import pooled_counts
+    from toolprior.verdict import Verdict
+
+    def verdict(i: int, expected: str, predicted: str | None) -> Verdict:
+        return Verdict(f"c{i}", "x", "eval", expected, [expected], predicted, predicted == expected)
+
+    rows = [verdict(i, "clarify", "call_tool" if i < 7 else "clarify") for i in range(9)]
+    rows += [verdict(10 + i, "call_tool", "call_tool" if i < 20 else None) for i in range(23)]
+    pooled = pooled_counts(rows)
+    assert (pooled["clarify"]["correct"], pooled["clarify"]["total"]) == (2, 9)
+    assert (pooled["call_tool"]["correct"], pooled["call_tool"]["total"]) == (20, 23)
+    assert pooled["clarify_to_call_tool"] == {"count": 7, "total": 9}
+    assert "refuse" not in pooled  # no case of that action: no interval made up for it
+    for action, (k, n) in {"clarify": (2, 9), "call_tool": (20, 23), "overall": (22, 32)}.items():
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        assert pooled[action]["wilson95"] == pytest.approx([ci.low, ci.high], abs=1e-4)
 
 
 def test_arms_come_from_the_list_then_the_grid():
