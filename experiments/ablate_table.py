@@ -16,6 +16,29 @@ def _cell(pair: list[float] | None, runs: int = 2) -> str:
     return f"{pair[0]:.3f}" if runs == 1 else f"{pair[0]:.3f} ± {pair[1]:.3f}"
 
 
+def _interval(pooled: dict[str, Any] | None) -> str:
+    """ " [lo, hi]": the Wilson 95% interval of an action's accuracy over every seed's cases pooled."""
+    if not pooled:
+        return ""
+    lo, hi = pooled["wilson95"]
+    return f" [{lo:.3f}, {hi:.3f}]"
+
+
+def _share(pooled: dict[str, Any] | None) -> str:
+    """ "k of n": how many of the arm's clarify cases (every seed) it answered with call_tool."""
+    return f"{pooled['count']} of {pooled['total']}" if pooled and pooled["total"] else ""
+
+
+def _per_action(results: dict[str, Any]) -> str:
+    """ "clarify 36, call_tool 110, ...": the cases of each action in one run (the same ids in every run)."""
+    first = next(iter(results["arms"].values()), None)
+    if not first or not first.get("pooled"):
+        return ""
+    runs = len(first["seeds"])
+    counts = {a: c["total"] // runs for a, c in first["pooled"].items() if "wilson95" in c and a != "overall"}
+    return ", ".join(f"{a} {n}" for a, n in sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The ablation's markdown: question, split and seeds, then one row per arm."""
     cases = results["cases"]
@@ -24,7 +47,8 @@ def render_table(results: dict[str, Any]) -> str:
         "",
         *([results["question"].strip(), ""] if results["question"] else []),
         f"Split `{results['split']}` ({cases} cases per run, the same ids for every arm), seeds "
-        f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds. Paired McNemar against "
+        f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds, "
+        "then the Wilson 95% interval over every seed's cases pooled (n = cases x seeds). Paired McNemar against "
         f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd.",
         *(
             [
@@ -36,7 +60,7 @@ def render_table(results: dict[str, Any]) -> str:
             if results.get("missing")
             else []
         ),
-        "",
+        *([f"Cases per run: {_per_action(results)}.", ""] if _per_action(results) else []),
         "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
         "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
         "| --- |" + " --- |" * 13,
@@ -53,10 +77,10 @@ def render_table(results: dict[str, Any]) -> str:
             "; ".join(f"`{o}`" for o in entry["overrides"]) or "(the recipe)",
             ", ".join(entry["seeds"]),
             *(
-                _cell(m.get(a), runs)
+                _cell(m.get(a), runs) + _interval(entry.get("pooled", {}).get(a))
                 for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")
             ),
-            _cell(m.get("clarify_to_call_tool"), runs),
+            _share(entry.get("pooled", {}).get("clarify_to_call_tool")) or _cell(m.get("clarify_to_call_tool"), runs),
             _cell(vs.get("clarify_diff"), paired) if vs else "reference",
             _cell(vs.get("call_tool_diff"), paired) if vs else "",
             "" if p is None else f"{p:.2g}",
