@@ -350,8 +350,9 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
     def folder(arm: str, seed: int) -> Path:
         return ablation.root / "units" / units[arm][seed]["unit"]
 
-    def correct(arm: str, seed: int) -> dict[str, bool]:
-        return {v.id: bool(v.correct) for v in read_verdicts(folder(arm, seed) / "verdicts.jsonl")}
+    def correct(arm: str, seed: int) -> dict[str, tuple[str, bool]]:
+        """Case id -> (expected action, correct)."""
+        return {v.id: (v.expected, bool(v.correct)) for v in read_verdicts(folder(arm, seed) / "verdicts.jsonl")}
 
     out: dict[str, Any] = {}
     for arm in names:
@@ -370,14 +371,20 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
             "train_s": round(sum(train) / len(train), 1),
         }
         if arm != reference and set(units[arm]) & set(units.get(reference, {})):
-            a, b = [], []
+            pairs: list[tuple[str, bool, bool]] = []  # (expected action, reference correct, arm correct)
             for seed in units[arm]:
                 if seed in units[reference]:
                     ref, mine = correct(reference, seed), correct(arm, seed)
-                    shared = sorted(set(ref) & set(mine))
-                    a += [ref[i] for i in shared]
-                    b += [mine[i] for i in shared]
-            entry["vs_reference"] = {"reference": reference, "mcnemar_pooled": mcnemar(a, b)}
+                    pairs += [(ref[i][0], ref[i][1], mine[i][1]) for i in sorted(set(ref) & set(mine))]
+            entry["vs_reference"] = {
+                "reference": reference,
+                "mcnemar_pooled": mcnemar([r for _, r, _ in pairs], [m for _, _, m in pairs]),
+                # overall correctness can hide a swap (clarify gained, call_tool lost): the two actions on their own
+                "mcnemar_by_action": {
+                    action: mcnemar([r for e, r, _ in pairs if e == action], [m for e, _, m in pairs if e == action])
+                    for action in ("clarify", "call_tool")
+                },
+            }
             for metric in ("clarify", "call_tool", "overall"):
                 diffs = [
                     units[arm][s]["eval"][metric] - units[reference][s]["eval"][metric]

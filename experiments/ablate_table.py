@@ -39,6 +39,14 @@ def _per_action(results: dict[str, Any]) -> str:
     return ", ".join(f"{a} {n}" for a, n in sorted(counts.items(), key=lambda item: -item[1]))
 
 
+def _by_action(vs: dict[str, Any] | None) -> str:
+    """McNemar p on the clarify cases alone, then on the call_tool cases alone ("" for the reference)."""
+    by_action = (vs or {}).get("mcnemar_by_action")
+    if not by_action:
+        return ""
+    return " / ".join(f"{by_action[a]['p']:.2g}" for a in ("clarify", "call_tool"))
+
+
 def render_table(results: dict[str, Any]) -> str:
     """The ablation's markdown: question, split and seeds, then one row per arm."""
     cases = results["cases"]
@@ -62,8 +70,8 @@ def render_table(results: dict[str, Any]) -> str:
         ),
         *([f"Cases per run: {_per_action(results)}.", ""] if _per_action(results) else []),
         "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
-        "| clarify→call_tool | Δ clarify | Δ call_tool | McNemar p | train s |",
-        "| --- |" + " --- |" * 13,
+        "| clarify→call_tool | Δ clarify | Δ call_tool | vs reference: lost / gained, McNemar p | McNemar p on clarify / call_tool cases | train s |",
+        "| --- |" + " --- |" * 14,
     ]
     reference = results["arms"].get(results["reference"], {}).get("seeds", {})
     for arm, entry in results["arms"].items():
@@ -83,7 +91,8 @@ def render_table(results: dict[str, Any]) -> str:
             _share(entry.get("pooled", {}).get("clarify_to_call_tool")) or _cell(m.get("clarify_to_call_tool"), runs),
             _cell(vs.get("clarify_diff"), paired) if vs else "reference",
             _cell(vs.get("call_tool_diff"), paired) if vs else "",
-            "" if p is None else f"{p:.2g}",
+            "" if not vs else f"{vs['mcnemar_pooled']['b10']} / {vs['mcnemar_pooled']['b01']}, p = {p:.2g}",
+            _by_action(vs),
             f"{entry['train_s']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

@@ -84,6 +84,10 @@ def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_p
     table = (run / "table.md").read_text()
     assert "Split `eval`" in table and "| no_neftune |" in table and "reference" in table
     assert "Cases per run: " in table and f"[{lo:.3f}, {hi:.3f}]" in table
+    assert f"| {vs['mcnemar_pooled']['b10']} / {vs['mcnemar_pooled']['b01']}, p = " in table  # lost / gained
+    by_action = vs["mcnemar_by_action"]  # the clarify and call_tool cases on their own, both seeds paired
+    assert by_action["clarify"]["n"] == pooled.get("clarify", {}).get("total", 0)
+    assert by_action["call_tool"]["n"] == pooled.get("call_tool", {}).get("total", 0)
     assert (run / "plots" / "arms.png").stat().st_size > 0
 
     stamps = {p: p.stat().st_mtime for p in (tmp_path / "ablate" / "units").rglob("stages/*.json")}
