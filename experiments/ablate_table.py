@@ -17,7 +17,7 @@ def _cell(pair: list[float] | None, runs: int = 2) -> str:
 
 
 def _interval(pooled: dict[str, Any] | None) -> str:
-    """ " [lo, hi]": the Wilson 95% interval of an action's accuracy over every seed's cases pooled."""
+    """The Wilson 95% interval of an action's accuracy over every seed's cases pooled, as ' [lo, hi]'."""
     if not pooled:
         return ""
     lo, hi = pooled["wilson95"]
@@ -25,12 +25,12 @@ def _interval(pooled: dict[str, Any] | None) -> str:
 
 
 def _share(pooled: dict[str, Any] | None) -> str:
-    """ "k of n": how many of the arm's clarify cases (every seed) it answered with call_tool."""
+    """How many of the arm's clarify cases (every seed) it answered with call_tool, as 'k of n'."""
     return f"{pooled['count']} of {pooled['total']}" if pooled and pooled["total"] else ""
 
 
 def _per_action(results: dict[str, Any]) -> str:
-    """ "clarify 36, call_tool 110, ...": the cases of each action in one run (the same ids in every run)."""
+    """The cases of each action in one run (the same ids in every run), as 'call_tool 110, clarify 36, ...'."""
     first = next(iter(results["arms"].values()), None)
     if not first or not first.get("pooled"):
         return ""
