@@ -256,8 +256,8 @@ class Study(StudyRun):
         out = self.run / "steering"
         variants = self.variants()
         mine = self.mine_for_sweep()
-        # every variant is swept on the same cases: their unsteered verdicts once, not once a variant
-        baseline = self.sweep_baseline(mine) if len(variants) > 1 else None
+        # every variant is swept on the same cases, and the controls too: their unsteered verdicts once
+        baseline = self.sweep_baseline(mine)
         searched: list[tuple[SteeringVariant, Any, Any]] = []
         for variant in variants:
             path = out / "variants" / f"{variant.name}.safetensors" if len(variants) > 1 else out / "vector.safetensors"
@@ -298,8 +298,8 @@ class Study(StudyRun):
         if best is not None:
             vector = self.vector()
             ctrl = controls(
-                model, tokenizer, mine, vector, best.layer, best.alpha,
-                seeds=s.random_seeds, config=self.harness(), positions=variant.apply,
+                model, tokenizer, mine, vector, best.layer, best.alpha, seeds=s.random_seeds,
+                config=self.harness(), positions=variant.apply, baseline=baseline, swept=result,
             )  # fmt: skip
             atomic_write_text(out / "controls.json", json.dumps(ctrl.to_dict(), indent=2) + "\n")
             plot_controls(ctrl, plots / "steering_controls.png")

@@ -211,6 +211,23 @@ def test_controls_score_the_vector_next_to_random_directions_and_another_layer(a
     assert norms["random:0"] == pytest.approx(norms["vector"], rel=1e-5) == pytest.approx(norms["layer:1->0"], rel=1e-5)
 
 
+def test_controls_take_the_vector_point_from_the_sweep_it_was_chosen_from(agent, tiny_tokenizer, vector, result):
+    baseline = evaluate(agent, tiny_tokenizer, TAUGHT, config=CONFIG)
+    setting = {"layer": 1, "alpha": 6.0, "seeds": (0,), "layers": [0], "config": CONFIG}
+    fresh = controls(agent, tiny_tokenizer, TAUGHT, vector, **setting)
+    reused = controls(agent, tiny_tokenizer, TAUGHT, vector, **setting, baseline=baseline, swept=result)
+    assert reused.points[0] is result.point(1, 6.0)  # taken from the sweep, not run again
+    assert [p.to_dict(scores=False) for p in reused.points] == [p.to_dict(scores=False) for p in fresh.points]
+    assert reused.baseline.to_dict(scores=False) == fresh.baseline.to_dict(scores=False)
+    # a sweep applied at other positions is another setting: the vector is run again
+    other = dataclasses.replace(result, positions="from_decision")
+    again = controls(agent, tiny_tokenizer, TAUGHT, vector, **setting, baseline=baseline, swept=other)
+    assert again.points[0] is not other.point(1, 6.0)
+    assert again.points[0].to_dict(scores=False) == fresh.points[0].to_dict(scores=False)
+    with pytest.raises(ValueError, match="one verdict per case"):
+        controls(agent, tiny_tokenizer, TAUGHT, vector, **setting, baseline=baseline[1:], swept=result)
+
+
 def test_plots_are_written(tmp_path, result, vector, agent, tiny_tokenizer):
     from toolprior.steering.consistency import cosine_consistency
     from toolprior.steering.plots import plot_controls, plot_cosine_hist, plot_dose_response, plot_heatmap
@@ -319,6 +336,7 @@ def test_steer_compute_sweep_and_eval_commands(agent_folder, capsys):
     chosen = json.loads((out / "chosen.json").read_text())
     assert chosen["chosen_on"] == ["mine"] and chosen["chosen"]["layer"] == 1
     assert set(chosen["controls"]) == {"vector", "random:0", "layer:1->0"}
+    assert chosen["controls"]["vector"] == {k: chosen["scores"][k] for k in ("clarify_acc", "call_tool_acc")}
     assert (out / "plots" / "dose_response_L1.png").is_file() and (out / "plots" / "controls.png").is_file()
     capsys.readouterr()
     assert main([*common, "--cases", str(agent_folder / "eval.jsonl")]) == 2

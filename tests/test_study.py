@@ -105,6 +105,14 @@ def test_study_runs_every_stage_and_resumes(tmp_path, tiny_tokenizer):
         name = "-".join(chosen["variant"].values())
         picked = (run / "steering" / "variants" / f"{name}.safetensors").read_bytes()
         assert (run / "steering" / "vector.safetensors").read_bytes() == picked
+        # the controls' "vector" point is the chosen setting's point of its sweep, not a second run of it
+        swept = json.loads((run / "steering" / "sweep.json").read_text())["points"]
+        point = next(
+            p
+            for p in swept
+            if p["label"] == "vector" and (p["layer"], p["alpha"]) == (chosen["layer"], chosen["alpha"])
+        )
+        assert json.loads((run / "steering" / "controls.json").read_text())["points"][0] == point
     search = report["methods"]["simpo"]["search"]
     assert set(search["settings"]) == {"as_written", "low_beta"} and search["chosen"] in search["settings"]
     assert report["methods"]["simpo"]["chosen_on"].startswith("mine (")

@@ -166,6 +166,7 @@ def sweep(args: argparse.Namespace) -> int:
             config=config,
             positions=args.positions,
             operator=args.operator,
+            swept=result,  # the chosen setting's point comes from the sweep, not a second run
         )
         ctrl.save(out / "controls.json")
         plot_controls(ctrl, plots / "controls.png")
