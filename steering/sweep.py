@@ -421,34 +421,61 @@ def controls(
     config: HarnessConfig | None = None,
     positions: str = "all",
     operator: str | Operator = "add",
+    baseline: Sequence[Verdict] | None = None,
+    swept: SweepResult | None = None,
 ) -> SweepResult:
     """The vector at (layer, alpha) next to its controls: random directions of equal norm at `layer` (one per
-    seed) and the vector moved to `layers` (default: one other layer at random)."""
+    seed) and the vector moved to `layers` (default: one other layer at random).
+
+    `baseline`: the unsteered verdicts of `cases` under `config`, when the caller has them (as for `sweep`).
+    `swept`: the sweep this setting was chosen from; when it ran this vector on the same cases, positions, operator
+    and harness and its baseline scores as this one does, its point at (layer, alpha) is the "vector" point here,
+    not run again (greedy decoding gives the same verdicts, so only the time differs)."""
 
     refuse_held_out(cases, "steering controls")
     config = config or HarnessConfig(max_turns=1)
+    if baseline is None:
+        baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    elif [v.id for v in baseline] != [c.id for c in cases]:
+        raise ValueError("baseline must hold one verdict per case, in the cases' order")
+    base_point = score_point("baseline", None, 0.0, baseline, baseline)
+    op_name = operator if isinstance(operator, str) else getattr(operator, "__name__", "custom")
+    reusable = (
+        swept is not None
+        and swept.case_ids == [c.id for c in cases]
+        and swept.positions == positions
+        and swept.operator == op_name
+        and swept.harness == dataclasses.asdict(config)
+        and swept.vector_meta == dict(vector.meta)
+        and swept.baseline.to_dict(scores=False) == base_point.to_dict(scores=False)
+    )
+    single = vector.only([layer])
+    known = [
+        p
+        for p in (swept.points if swept is not None and reusable else [])
+        if p.label == "vector" and p.layer == layer and math.isclose(p.alpha, alpha) and p.norm == single.norms()[layer]
+    ]
     targets = (
         list(layers)
         if layers is not None
         else other_layers(len(decoder_layers(model)), layer, 1, seed=seeds[0] if seeds else 0)
     )
-    settings: list[tuple[str, int, SteeringVector]] = [("vector", layer, vector.only([layer]))]
+    settings: list[tuple[str, int, SteeringVector]] = [] if known else [("vector", layer, single)]
     settings += [(f"random:{s}", layer, random_control(vector, layer, s)) for s in seeds]
     settings += [(f"layer:{layer}->{t}", t, vector.at_layer(t, source=layer)) for t in targets]
-    baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
-    points = []
+    points = known[:1]
     for label, at, candidate in settings:
         (verdicts,) = run_alphas(
             model, tokenizer, cases, candidate, [alpha], config, positions=positions, operator=operator
         )
         points.append(score_point(label, at, alpha, verdicts, baseline, candidate.norms()[at]))
     return SweepResult(
-        baseline=score_point("baseline", None, 0.0, baseline, baseline),
+        baseline=base_point,
         points=points,
         case_ids=[c.id for c in cases],
         splits=sorted({c.split for c in cases}),
         positions=positions,
-        operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+        operator=op_name,
         vector_meta=dict(vector.meta),
         harness=dataclasses.asdict(config),
     )
