@@ -60,7 +60,8 @@ def _label_order(labels: Iterable[str]) -> list[str]:
     return [*out, UNPARSED] if UNPARSED in present else out
 
 
-def _acc_block(vs: Sequence[Verdict]) -> dict[str, Any]:
+def accuracy_block(vs: Sequence[Verdict]) -> dict[str, Any]:
+    """n, acc (correct share; None without verdicts) and its Wilson 95% interval `ci95`."""
     n = len(vs)
     k = sum(1 for v in vs if v.correct)
     lo, hi = wilson_interval(k, n)
@@ -69,7 +70,7 @@ def _acc_block(vs: Sequence[Verdict]) -> dict[str, Any]:
 
 def _failure_block(group: Sequence[Verdict]) -> dict[str, Any]:
     """n, acc, ci95 of a group of verdicts of one expected action, with its most common wrong prediction."""
-    block = _acc_block(group)
+    block = accuracy_block(group)
     wrong = Counter(v.predicted_label for v in group if not v.correct)
     top = None
     if wrong:
@@ -99,7 +100,7 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
         confusion[action] = {lab: counts[lab] for lab in _label_order(counts)}
 
     category_order = (*CATEGORIES, *EXTERNAL_CATEGORIES)
-    per_category = {c: _acc_block(by_category[c]) for c in _ordered(by_category, category_order)}
+    per_category = {c: accuracy_block(by_category[c]) for c in _ordered(by_category, category_order)}
 
     by_ambiguity: dict[str, list[Verdict]] = {}
     for v in by_action.get(CLARIFY, []):

@@ -34,8 +34,8 @@ from toolprior.case_io import read_cases
 from toolprior.config import dump_yaml, load_config, parse_overrides, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.evals.harness import HarnessConfig, evaluate
-from toolprior.evals.scoring import score
-from toolprior.evals.statistics import mcnemar, mean_sd, wilson_interval
+from toolprior.evals.scoring import accuracy_block, score
+from toolprior.evals.statistics import mcnemar, mean_sd
 from toolprior.experiments.ablate_config import AblationConfig, arms
 from toolprior.experiments.ablate_table import plot_arms, render_table
 from toolprior.experiments.sft_reuse import adopt, find_reusable
@@ -315,28 +315,16 @@ def metrics(verdicts: list[Any]) -> dict[str, Any]:
 
 
 def pooled_counts(verdicts: list[Any]) -> dict[str, Any]:
-    """Per expected action, correct of total over every seed's cases with its Wilson 95% interval (the case-sampling
-    uncertainty, beside the seed-to-seed sd), and how many clarify cases were answered with call_tool."""
+    """Every seed's verdicts pooled: per expected action and overall, n, acc and its Wilson 95% interval (the
+    case-sampling uncertainty, beside the seed-to-seed sd), and how many clarify cases were answered with call_tool."""
 
-    out: dict[str, Any] = {}
-    for action in ACTIONS:
-        rows = [v for v in verdicts if v.expected == action]
-        if rows:
-            k = sum(bool(v.correct) for v in rows)
-            out[action] = {
-                "correct": k,
-                "total": len(rows),
-                "wilson95": [round(x, 4) for x in wilson_interval(k, len(rows))],
-            }
-    k = sum(bool(v.correct) for v in verdicts)
-    out["overall"] = {
-        "correct": k,
-        "total": len(verdicts),
-        "wilson95": [round(x, 4) for x in wilson_interval(k, len(verdicts))],
+    s = score(verdicts)
+    clarify = s["confusion"].get("clarify", {})
+    return {
+        **{a: {k: b[k] for k in ("n", "acc", "ci95")} for a, b in s["per_action"].items()},
+        "overall": accuracy_block(verdicts),
+        "clarify_to_call_tool": {"count": clarify.get("call_tool", 0), "total": sum(clarify.values())},
     }
-    clarify = [v for v in verdicts if v.expected == "clarify"]
-    out["clarify_to_call_tool"] = {"count": sum(v.predicted == "call_tool" for v in clarify), "total": len(clarify)}
-    return out
 
 
 def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
@@ -347,12 +335,15 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
     names = list(units)
     reference = next(iter(ablation.arms))
 
-    def folder(arm: str, seed: int) -> Path:
-        return ablation.root / "units" / units[arm][seed]["unit"]
+    verdicts = {
+        (arm, seed): read_verdicts(ablation.root / "units" / unit["unit"] / "verdicts.jsonl")
+        for arm, runs in units.items()
+        for seed, unit in runs.items()
+    }
 
     def correct(arm: str, seed: int) -> dict[str, tuple[str, bool]]:
         """Case id -> (expected action, correct)."""
-        return {v.id: (v.expected, bool(v.correct)) for v in read_verdicts(folder(arm, seed) / "verdicts.jsonl")}
+        return {v.id: (v.expected, bool(v.correct)) for v in verdicts[arm, seed]}
 
     out: dict[str, Any] = {}
     for arm in names:
@@ -362,12 +353,11 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
             values = [v[metric] for v in per_seed.values() if v.get(metric) is not None]
             summary[metric] = _mean_sd(values)
         train = [u["sft"]["train_s"] for u in units[arm].values()]
-        verdicts = [v for seed in units[arm] for v in read_verdicts(folder(arm, seed) / "verdicts.jsonl")]
         entry: dict[str, Any] = {
             "overrides": ablation.arms[arm],
             "seeds": {str(seed): {**v, **_unit_source(units[arm][seed])} for seed, v in per_seed.items()},
             "mean_sd": summary,
-            "pooled": pooled_counts(verdicts),
+            "pooled": pooled_counts([v for seed in units[arm] for v in verdicts[arm, seed]]),
             "train_s": round(sum(train) / len(train), 1),
         }
         if arm != reference and set(units[arm]) & set(units.get(reference, {})):

@@ -20,7 +20,7 @@ def _interval(pooled: dict[str, Any] | None) -> str:
     """The Wilson 95% interval of an action's accuracy over every seed's cases pooled, as ' [lo, hi]'."""
     if not pooled:
         return ""
-    lo, hi = pooled["wilson95"]
+    lo, hi = pooled["ci95"]
     return f" [{lo:.3f}, {hi:.3f}]"
 
 
@@ -35,7 +35,7 @@ def _per_action(results: dict[str, Any]) -> str:
     if not first or not first.get("pooled"):
         return ""
     runs = len(first["seeds"])
-    counts = {a: c["total"] // runs for a, c in first["pooled"].items() if "wilson95" in c and a != "overall"}
+    counts = {a: c["n"] // runs for a, c in first["pooled"].items() if "ci95" in c and a != "overall"}
     return ", ".join(f"{a} {n}" for a, n in sorted(counts.items(), key=lambda item: -item[1]))
 
 

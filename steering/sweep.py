@@ -196,6 +196,36 @@ def score_point(
     )
 
 
+def _unsteered(
+    model: Any, tokenizer: Any, cases: Sequence[Case], config: HarnessConfig, baseline: Sequence[Verdict] | None
+) -> tuple[Sequence[Verdict], SweepPoint]:
+    """The unsteered verdicts of `cases` (the caller's, checked against the cases, or evaluated here) and their
+    point."""
+    if baseline is None:
+        baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
+    elif [v.id for v in baseline] != [c.id for c in cases]:
+        raise ValueError("baseline must hold one verdict per case, in the cases' order")
+    return baseline, score_point("baseline", None, 0.0, baseline, baseline)
+
+
+def _ran_as(
+    earlier: SweepResult | None, cases: Sequence[Case], positions: str, config: HarnessConfig, base_point: SweepPoint
+) -> bool:
+    """Whether `earlier` ran on these cases in this order, at these positions, under this harness, and scored its
+    baseline as `base_point` does: only then are its points (and moved-right / wrong shares) valid here."""
+    return (
+        earlier is not None
+        and earlier.case_ids == [c.id for c in cases]
+        and earlier.positions == positions
+        and earlier.harness == dataclasses.asdict(config)
+        and earlier.baseline.to_dict(scores=False) == base_point.to_dict(scores=False)
+    )
+
+
+def _operator_name(operator: str | Operator) -> str:
+    return operator if isinstance(operator, str) else getattr(operator, "__name__", "custom")
+
+
 def _evaluate(
     model: Any, tokenizer: Any, cases: Sequence[Case], config: HarnessConfig, steer: Any, desc: str
 ) -> list[Verdict]:
@@ -264,19 +294,8 @@ def sweep(
     if not cases:
         raise ValueError("no cases to sweep on")
     config = config or HarnessConfig(max_turns=1)
-    if baseline is None:
-        baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
-    elif [v.id for v in baseline] != [c.id for c in cases]:
-        raise ValueError("baseline must hold one verdict per case, in the cases' order")
-    base_point = score_point("baseline", None, 0.0, baseline, baseline)
-    harness = dataclasses.asdict(config)
-    usable = (
-        kept is not None
-        and kept.case_ids == [c.id for c in cases]
-        and kept.positions == positions
-        and kept.harness == harness
-        and kept.baseline.to_dict(scores=False) == base_point.to_dict(scores=False)
-    )
+    baseline, base_point = _unsteered(model, tokenizer, cases, config, baseline)
+    usable = _ran_as(kept, cases, positions, config, base_point)
     done = {(p.layer, float(p.alpha)): p for p in kept.points if p.label == "vector"} if kept and usable else {}
     points = []
     for layer in tqdm(list(layers), desc="sweep layers", disable=not progress):
@@ -308,9 +327,9 @@ def sweep(
         case_ids=[c.id for c in cases],
         splits=sorted({c.split for c in cases}),
         positions=positions,
-        operator=operator if isinstance(operator, str) else getattr(operator, "__name__", "custom"),
+        operator=_operator_name(operator),
         vector_meta=dict(vector.meta),
-        harness=harness,
+        harness=dataclasses.asdict(config),
     )
 
 
@@ -434,20 +453,12 @@ def controls(
 
     refuse_held_out(cases, "steering controls")
     config = config or HarnessConfig(max_turns=1)
-    if baseline is None:
-        baseline = _evaluate(model, tokenizer, cases, config, None, "baseline")
-    elif [v.id for v in baseline] != [c.id for c in cases]:
-        raise ValueError("baseline must hold one verdict per case, in the cases' order")
-    base_point = score_point("baseline", None, 0.0, baseline, baseline)
-    op_name = operator if isinstance(operator, str) else getattr(operator, "__name__", "custom")
+    baseline, base_point = _unsteered(model, tokenizer, cases, config, baseline)
     reusable = (
         swept is not None
-        and swept.case_ids == [c.id for c in cases]
-        and swept.positions == positions
-        and swept.operator == op_name
-        and swept.harness == dataclasses.asdict(config)
+        and _ran_as(swept, cases, positions, config, base_point)
+        and swept.operator == _operator_name(operator)
         and swept.vector_meta == dict(vector.meta)
-        and swept.baseline.to_dict(scores=False) == base_point.to_dict(scores=False)
     )
     single = vector.only([layer])
     known = [
@@ -475,7 +486,7 @@ def controls(
         case_ids=[c.id for c in cases],
         splits=sorted({c.split for c in cases}),
         positions=positions,
-        operator=op_name,
+        operator=_operator_name(operator),
         vector_meta=dict(vector.meta),
         harness=dataclasses.asdict(config),
     )

@@ -74,20 +74,19 @@ def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_p
     vs = results["arms"]["no_neftune"]["vs_reference"]
     assert vs["reference"] == "recipe" and vs["mcnemar_pooled"]["n"] == 2 * results["cases"]
     pooled = results["arms"]["recipe"]["pooled"]  # every seed's cases, pooled: 2 seeds x the same cases
-    assert pooled["overall"]["total"] == 2 * results["cases"]
+    assert pooled["overall"]["n"] == 2 * results["cases"]
     assert (
-        sum(c["total"] for a, c in pooled.items() if a not in ("overall", "clarify_to_call_tool"))
-        == 2 * results["cases"]
+        sum(c["n"] for a, c in pooled.items() if a not in ("overall", "clarify_to_call_tool")) == 2 * results["cases"]
     )
-    lo, hi = pooled["overall"]["wilson95"]
+    lo, hi = pooled["overall"]["ci95"]
     assert lo <= results["arms"]["recipe"]["mean_sd"]["overall"][0] <= hi
     table = (run / "table.md").read_text()
     assert "Split `eval`" in table and "| no_neftune |" in table and "reference" in table
     assert "Cases per run: " in table and f"[{lo:.3f}, {hi:.3f}]" in table
     assert f"| {vs['mcnemar_pooled']['b10']} / {vs['mcnemar_pooled']['b01']}, p = " in table  # lost / gained
     by_action = vs["mcnemar_by_action"]  # the clarify and call_tool cases on their own, both seeds paired
-    assert by_action["clarify"]["n"] == pooled.get("clarify", {}).get("total", 0)
-    assert by_action["call_tool"]["n"] == pooled.get("call_tool", {}).get("total", 0)
+    assert by_action["clarify"]["n"] == pooled.get("clarify", {}).get("n", 0)
+    assert by_action["call_tool"]["n"] == pooled.get("call_tool", {}).get("n", 0)
     assert (run / "plots" / "arms.png").stat().st_size > 0
 
     stamps = {p: p.stat().st_mtime for p in (tmp_path / "ablate" / "units").rglob("stages/*.json")}
@@ -127,13 +126,14 @@ def test_pooled_counts_give_each_action_its_wilson_interval_and_count_clarify_an
     rows = [verdict(i, "clarify", "call_tool" if i < 7 else "clarify") for i in range(9)]
     rows += [verdict(10 + i, "call_tool", "call_tool" if i < 20 else None) for i in range(23)]
     pooled = pooled_counts(rows)
-    assert (pooled["clarify"]["correct"], pooled["clarify"]["total"]) == (2, 9)
-    assert (pooled["call_tool"]["correct"], pooled["call_tool"]["total"]) == (20, 23)
+    assert (pooled["clarify"]["n"], pooled["clarify"]["acc"]) == (9, round(2 / 9, 4))
+    assert (pooled["call_tool"]["n"], pooled["call_tool"]["acc"]) == (23, round(20 / 23, 4))
+    assert (pooled["overall"]["n"], pooled["overall"]["acc"]) == (32, round(22 / 32, 4))
     assert pooled["clarify_to_call_tool"] == {"count": 7, "total": 9}
     assert "refuse" not in pooled  # no case of that action: no interval made up for it
     for action, (k, n) in {"clarify": (2, 9), "call_tool": (20, 23), "overall": (22, 32)}.items():
         ci = binomtest(k, n).proportion_ci(method="wilson")
-        assert pooled[action]["wilson95"] == pytest.approx([ci.low, ci.high], abs=1e-4)
+        assert pooled[action]["ci95"] == pytest.approx([ci.low, ci.high], abs=1e-4)
 
 
 def test_arms_come_from_the_list_then_the_grid():
