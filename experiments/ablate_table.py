@@ -39,6 +39,19 @@ def _per_action(results: dict[str, Any]) -> str:
     return ", ".join(f"{a} {n}" for a, n in sorted(counts.items(), key=lambda item: -item[1]))
 
 
+def _asks(by_seed: dict[str, Any] | None) -> str:
+    """Asks on the clarify cases / on the call_tool cases, every seed pooled as 'k of n', then the one-sided Fisher
+    p of each seed that asks at all (does it ask more where it should?)."""
+    if not by_seed:
+        return ""
+    runs = list(by_seed.values())
+    counts = " / ".join(
+        f"{sum(r[k] for r in runs)} of {sum(r[n] for r in runs)}" for k, n in (("k1", "n1"), ("k2", "n2"))
+    )
+    ps = [f"{r['p']:.2g}" for r in runs if r["p"] is not None]
+    return counts + (f" (p = {', '.join(ps)})" if ps else "")
+
+
 def _by_action(vs: dict[str, Any] | None) -> str:
     """McNemar p on the clarify cases alone, then on the call_tool cases alone ("" for the reference)."""
     by_action = (vs or {}).get("mcnemar_by_action")
@@ -57,7 +70,9 @@ def render_table(results: dict[str, Any]) -> str:
         f"Split `{results['split']}` ({cases} cases per run, the same ids for every arm), seeds "
         f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds, "
         "then the Wilson 95% interval over every seed's cases pooled (n = cases x seeds). Paired McNemar against "
-        f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd.",
+        f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd. "
+        "Asks: how many clarify and call_tool cases the arm answered with clarify, and per seed a one-sided Fisher "
+        "exact p that it asks more on the clarify cases (an arm that only asks more often raises both alike).",
         *(
             [
                 "",
@@ -70,8 +85,8 @@ def render_table(results: dict[str, Any]) -> str:
         ),
         *([f"Cases per run: {_per_action(results)}.", ""] if _per_action(results) else []),
         "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
-        "| clarify→call_tool | Δ clarify | Δ call_tool | vs reference: lost / gained, McNemar p | McNemar p on clarify / call_tool cases | train s |",
-        "| --- |" + " --- |" * 14,
+        "| clarify→call_tool | asks on clarify / call_tool cases (Fisher p by seed) | Δ clarify | Δ call_tool | vs reference: lost / gained, McNemar p | McNemar p on clarify / call_tool cases | train s |",
+        "| --- |" + " --- |" * 15,
     ]
     reference = results["arms"].get(results["reference"], {}).get("seeds", {})
     for arm, entry in results["arms"].items():
@@ -89,6 +104,7 @@ def render_table(results: dict[str, Any]) -> str:
                 for a in ("clarify", "call_tool", "answer_directly", "escalate", "refuse", "overall")
             ),
             _share(entry.get("pooled", {}).get("clarify_to_call_tool")) or _cell(m.get("clarify_to_call_tool"), runs),
+            _asks(entry.get("asks_where_it_should")),
             _cell(vs.get("clarify_diff"), paired) if vs else "reference",
             _cell(vs.get("call_tool_diff"), paired) if vs else "",
             "" if not vs else f"{vs['mcnemar_pooled']['b10']} / {vs['mcnemar_pooled']['b01']}, p = {p:.2g}",
