@@ -113,10 +113,9 @@ def mean_sd(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1))
 
 
-def rate_greater(k1: int, n1: int, k2: int, n2: int) -> dict[str, Any]:
-    """One-sided Fisher exact test that the rate k1/n1 exceeds k2/n2 (say, asking on cases that should ask against
-    asking on cases that should not): the counts, and p (None when either group is empty or neither has a hit)."""
-    p = None
-    if n1 and n2 and k1 + k2:
-        p = float(_stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
-    return {"k1": k1, "n1": n1, "k2": k2, "n2": n2, "p": p}
+def rate_greater(k1: int, n1: int, k2: int, n2: int) -> float | None:
+    """One-sided Fisher exact p that the rate k1/n1 exceeds k2/n2 (say, asking on the cases that should ask against
+    asking on the cases that should not); None when either group is empty or neither has a hit."""
+    if not (n1 and n2 and k1 + k2):
+        return None
+    return float(_stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)

@@ -35,7 +35,7 @@ from toolprior.config import dump_yaml, load_config, parse_overrides, to_plain
 from toolprior.errors import InputError, Problem
 from toolprior.evals.harness import HarnessConfig, evaluate
 from toolprior.evals.scoring import accuracy_block, score
-from toolprior.evals.statistics import mcnemar, mean_sd, rate_greater
+from toolprior.evals.statistics import mcnemar, mean_sd
 from toolprior.experiments.ablate_config import AblationConfig, arms
 from toolprior.experiments.ablate_table import plot_arms, render_table
 from toolprior.experiments.sft_reuse import adopt, find_reusable
@@ -327,17 +327,6 @@ def pooled_counts(verdicts: list[Any]) -> dict[str, Any]:
     }
 
 
-def asks_where_it_should(verdicts: list[Any]) -> dict[str, Any]:
-    """How often one run asks (predicts clarify) on the clarify cases and on the call_tool cases, with a one-sided
-    Fisher test that it asks more on the first: an arm that only asks more often raises both rates alike."""
-
-    def asks(action: str) -> tuple[int, int]:
-        cases = [v for v in verdicts if v.expected == action]
-        return sum(v.predicted == "clarify" for v in cases), len(cases)
-
-    return rate_greater(*asks("clarify"), *asks("call_tool"))
-
-
 def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """Mean +/- sd per arm and metric over seeds; each arm against the first, paired on the same cases and seeds
     (McNemar over all of them pooled, and the per-seed difference in clarify and call_tool accuracy)."""
@@ -370,7 +359,9 @@ def aggregate(ablation: Ablation, units: dict[str, dict[int, dict[str, Any]]]) -
             "mean_sd": summary,
             "pooled": pooled_counts([v for seed in units[arm] for v in verdicts[arm, seed]]),
             # per seed, not pooled: the same case in two seeds is not two independent cases
-            "asks_where_it_should": {str(seed): asks_where_it_should(verdicts[arm, seed]) for seed in units[arm]},
+            "asks_where_it_should": {
+                str(seed): score(verdicts[arm, seed])["asks_where_it_should"] for seed in units[arm]
+            },
             "train_s": round(sum(train) / len(train), 1),
         }
         if arm != reference and set(units[arm]) & set(units.get(reference, {})):

@@ -46,7 +46,8 @@ def _asks(by_seed: dict[str, Any] | None) -> str:
         return ""
     runs = list(by_seed.values())
     counts = " / ".join(
-        f"{sum(r[k] for r in runs)} of {sum(r[n] for r in runs)}" for k, n in (("k1", "n1"), ("k2", "n2"))
+        f"{sum(r[cases]['asked'] for r in runs)} of {sum(r[cases]['n'] for r in runs)}"
+        for cases in ("clarify_cases", "call_tool_cases")
     )
     ps = [f"{r['p']:.2g}" for r in runs if r["p"] is not None]
     return counts + (f" (p = {', '.join(ps)})" if ps else "")

@@ -27,15 +27,38 @@ def _num(x: Any, fmt: str = ".2f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def asks_cell(method: Mapping[str, Any]) -> str:
+    """'asked of n clarify cases / asked of n call_tool cases (p = one-sided Fisher p that the first rate is
+    higher)': whether a method asks where it should or only more often."""
+    asks = method.get("asks_where_it_should")
+    if not asks:
+        return "–"
+    c, t = asks["clarify_cases"], asks["call_tool_cases"]
+    return f"{c['asked']} of {c['n']} / {t['asked']} of {t['n']}" + (
+        f" (p = {asks['p']:.2g})" if asks.get("p") is not None else ""
+    )
+
+
+def asks_sentence(method: Mapping[str, Any]) -> str:
+    """' It asks on k of n clarify cases and k of n call_tool cases (one-sided Fisher p = ...).', or ''."""
+    asks = method.get("asks_where_it_should")
+    if not asks:
+        return ""
+    c, t = asks["clarify_cases"], asks["call_tool_cases"]
+    p = f" (one-sided Fisher p = {asks['p']:.2g} that it asks more on the first)" if asks.get("p") is not None else ""
+    return f" It asks on {c['asked']} of {c['n']} clarify cases and {t['asked']} of {t['n']} call_tool cases{p}."
+
+
 def results_table(report: Mapping[str, Any]) -> list[str]:
     methods = report["methods"]
     paired = report.get("paired", {})
     collateral = report.get("collateral", {}).get("methods", {})
     kl = report.get("kl", {}).get("methods", {})
     lines = [
-        "| method | clarify | call_tool | answer_directly | overall | vs sft: lost / gained, McNemar p "
-        "| Δ call_tool | Δ answer_directly | KL on neutral text | train s | inference × sft |",
-        "| --- |" + " --- |" * 10,
+        "| method | clarify | call_tool | answer_directly | overall | asks on clarify / call_tool cases "
+        "| vs sft: lost / gained, McNemar p | Δ call_tool | Δ answer_directly | KL on neutral text | train s "
+        "| inference × sft |",
+        "| --- |" + " --- |" * 11,
     ]
     for name, m in methods.items():
         test = paired.get(f"{name}_vs_sft")
@@ -52,6 +75,7 @@ def results_table(report: Mapping[str, Any]) -> list[str]:
             _cell(_acc(m, "call_tool")),
             _cell(_acc(m, "answer_directly")),
             _num(m.get("overall")),
+            asks_cell(m),
             versus,
             _num(change.get("call_tool_change"), "+.2f"),
             _num(change.get("answer_directly_change"), "+.2f"),
@@ -84,6 +108,7 @@ def findings(report: Mapping[str, Any]) -> list[str]:
             f"- **{name}** {verdict} the target (clarify >= {TARGET_CLARIFY:.2f} with call_tool >= "
             f"{FLOOR_CALL_TOOL:.2f}): clarify {_num(clarify)} (sft {_num(base_clarify)}), call_tool {_num(call)} "
             f"(sft {_num(acc('sft', 'call_tool'))})."
+            + asks_sentence(methods[name])
             + (simpo_tried_on_mine(report) if not met and name.startswith("simpo") else "")
             + (tried_on_mine(report) if not met and "steering" in name else "")
         )
@@ -340,7 +365,9 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
         f"(id set sha256 {ev.get('sha256', '')[:12]}). Nothing was trained or chosen on them: the probe and "
         "the steering vector come from train, the steering layer/alpha and the conditional threshold were chosen "
         "on mine, SimPO's pairs were mined from mine. Intervals are Wilson 95%; McNemar is paired on the same "
-        "cases; Δ is the accuracy change against sft.",
+        "cases; Δ is the accuracy change against sft. Asks: the clarify and the call_tool cases answered with "
+        "clarify, and a one-sided Fisher p that the clarify cases are asked more often (a method that only asks "
+        "more often raises both alike).",
         "",
         *([f"Scope: {report['scope']}", ""] if report.get("scope") else []),
         *(

@@ -89,8 +89,8 @@ def test_arms_by_seeds_on_the_same_cases_with_paired_tests_and_shared_runs(tmp_p
     assert by_action["call_tool"]["n"] == pooled.get("call_tool", {}).get("n", 0)
     asks = results["arms"]["recipe"]["asks_where_it_should"]  # per seed, each over that seed's cases
     assert set(asks) == {"0", "1"}
-    assert sum(a["n1"] for a in asks.values()) == pooled.get("clarify", {}).get("n", 0)
-    assert sum(a["n2"] for a in asks.values()) == pooled.get("call_tool", {}).get("n", 0)
+    assert sum(a["clarify_cases"]["n"] for a in asks.values()) == pooled.get("clarify", {}).get("n", 0)
+    assert sum(a["call_tool_cases"]["n"] for a in asks.values()) == pooled.get("call_tool", {}).get("n", 0)
     assert "asks on clarify / call_tool cases" in table
     assert (run / "plots" / "arms.png").stat().st_size > 0
 
@@ -141,30 +141,14 @@ def test_pooled_counts_give_each_action_its_wilson_interval_and_count_clarify_an
         assert pooled[action]["ci95"] == pytest.approx([ci.low, ci.high], abs=1e-4)
 
 
-def test_asking_more_where_it_should_is_tested_one_sided_against_asking_on_call_tool_cases():
-    from scipy.stats import hypergeom
-
-    from toolprior.experiments.ablate import asks_where_it_should
+def test_the_asks_cell_pools_the_seeds_counts_and_lists_each_seeds_p():
     from toolprior.experiments.ablate_table import _asks
-    from toolprior.verdict import Verdict
 
-    def verdict(i: int, expected: str, predicted: str) -> Verdict:
-        return Verdict(f"c{i}", "x", "eval", expected, [expected], predicted, predicted == expected)
+    def seed(asked: tuple[int, int], p: float | None) -> dict:
+        return {"clarify_cases": {"asked": asked[0], "n": 12}, "call_tool_cases": {"asked": asked[1], "n": 30}, "p": p}
 
-    def run(clarify_asks: int, call_tool_asks: int) -> list[Verdict]:
-        rows = [verdict(i, "clarify", "clarify" if i < clarify_asks else "call_tool") for i in range(12)]
-        rows += [verdict(100 + i, "call_tool", "clarify" if i < call_tool_asks else "call_tool") for i in range(30)]
-        return rows + [verdict(200 + i, "answer_directly", "clarify") for i in range(5)]  # not counted
-
-    sharp = asks_where_it_should(run(9, 3))
-    assert (sharp["k1"], sharp["n1"], sharp["k2"], sharp["n2"]) == (9, 12, 3, 30)
-    # one-sided Fisher: P(at least 9 of the 12 asks fall on clarify cases), 12 asks among 42 cases
-    assert sharp["p"] == pytest.approx(hypergeom.sf(8, 42, 12, 12), rel=1e-9) and sharp["p"] < 0.001
-    blunt = asks_where_it_should(run(6, 15))  # asks on half of each: more often, not where it should
-    assert blunt["p"] > 0.3
-    assert asks_where_it_should(run(0, 0))["p"] is None  # never asks: nothing to test
-    cell = _asks({"0": sharp, "1": blunt})
-    assert cell.startswith("15 of 24 / 18 of 60 (p = ") and cell.count(",") == 1
+    assert _asks({"0": seed((9, 3), 0.00012), "1": seed((6, 15), 0.62)}) == "15 of 24 / 18 of 60 (p = 0.00012, 0.62)"
+    assert _asks({"0": seed((0, 0), None)}) == "0 of 12 / 0 of 30"  # never asks: nothing to test
 
 
 def test_arms_come_from_the_list_then_the_grid():

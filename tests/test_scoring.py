@@ -366,3 +366,32 @@ def test_clarify_by_ambiguity_and_think_says_clarify_by_hand():
     }  # fmt: skip
     # the think argued for clarify 4 times; the action called a tool in 3 of them
     assert s["think_says_clarify"] == {"n": 4, "called_tool": 3}
+
+
+def test_asking_more_where_it_should_is_a_one_sided_fisher_test_against_asking_on_call_tool_cases():
+    from scipy.stats import hypergeom
+
+    def run(clarify_asks: int, call_tool_asks: int) -> list:
+        vs = [
+            V("clarify", "clarify" if i < clarify_asks else "call_tool", i < clarify_asks, "clarification_loop")
+            for i in range(12)
+        ]
+        vs += [
+            V(
+                "call_tool",
+                "clarify" if i < call_tool_asks else "call_tool",
+                i >= call_tool_asks,
+                "tool_chain_trajectories",
+            )
+            for i in range(30)
+        ]
+        return vs + [
+            V("answer_directly", "clarify", False, "direct_answer") for _ in range(5)
+        ]  # neither group: not counted
+
+    sharp = score(run(9, 3))["asks_where_it_should"]
+    assert sharp["clarify_cases"] == {"asked": 9, "n": 12} and sharp["call_tool_cases"] == {"asked": 3, "n": 30}
+    # one-sided: the chance that at least 9 of the 12 asks land on the 12 clarify cases among 42
+    assert sharp["p"] == pytest.approx(hypergeom.sf(8, 42, 12, 12), rel=1e-9) and sharp["p"] < 0.001
+    assert score(run(6, 15))["asks_where_it_should"]["p"] > 0.3  # asks on half of each: more often, not where
+    assert score(run(0, 0))["asks_where_it_should"]["p"] is None  # never asks: nothing to test

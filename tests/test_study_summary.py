@@ -103,3 +103,21 @@ def test_a_simpo_miss_names_the_settings_it_searched_on_mine():
     )
     assert "does not reach the target" in lines["simpo"] and clause in lines["simpo"]
     assert clause in lines["simpo_steering"]  # its SimPO half was searched the same way
+
+
+def test_the_report_says_whether_a_method_asks_where_it_should_or_only_more_often():
+    from toolprior.experiments.study_summary import results_table
+
+    expected = ["clarify"] * 6 + ["call_tool"] * 14
+    sft = [verdict(f"c{i}", e, "call_tool", "I'll call the tool.") for i, e in enumerate(expected)]
+    # steering asks on 5 of 6 clarify cases and 1 of 14 call_tool cases; simpo asks on half of each
+    sharp = [verdict(f"c{i}", e, "clarify" if (i < 5 or i == 6) else "call_tool", "") for i, e in enumerate(expected)]
+    blunt = [verdict(f"c{i}", e, "clarify" if i % 2 else "call_tool", "") for i, e in enumerate(expected)]
+    report = {"methods": {"sft": score(sft), "steering": score(sharp), "simpo": score(blunt)}}
+    lines = {f.split("**")[1]: f for f in findings(report) if f.startswith("- **")}
+    assert (
+        "It asks on 5 of 6 clarify cases and 1 of 14 call_tool cases (one-sided Fisher p = 0.0022" in lines["steering"]
+    )
+    assert "It asks on 3 of 6 clarify cases and 7 of 14 call_tool cases (one-sided Fisher p = 0.69" in lines["simpo"]
+    rows = {row.split(" | ")[0][2:]: row for row in results_table(report)[2:]}
+    assert "| 0 of 6 / 0 of 14 |" in rows["sft"] and "| 5 of 6 / 1 of 14 (p = 0.0022) |" in rows["steering"]
