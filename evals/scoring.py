@@ -22,13 +22,17 @@
   top_wrong_rate}}, the case study's "an explicit cue is asked about, an implicit one loses to the tool call".
 - `think_says_clarify`: among verdicts whose think argues for clarify, {n, called_tool}: how many then called a tool
   anyway (the case study's 73 of 77).
-- `asks_where_it_should`: {clarify_cases: {asked, n}, call_tool_cases: {asked, n}, p}: how many clarify cases and
-  call_tool cases were answered with clarify, and a one-sided Fisher exact p that the clarify cases are asked more
-  often (None when nothing is asked). A method that only asks more often raises both counts alike; one that tells
-  when to ask raises the first.
+- `asks_where_it_should`: {clarify_cases: {asked, n}, call_tool_cases: {asked, n}, p, p_within_category}: how many
+  clarify cases and call_tool cases were answered with clarify, and a one-sided Fisher exact p that this method asks
+  more on the clarify cases than on the call_tool cases (None without clarify or call_tool cases, or without an
+  ask). A method that only asks more often raises both counts alike; one that tells when to ask raises the first.
+  `p_within_category`: the same one-sided question within each case category (Mantel-Haenszel), since categories
+  differ in both rates alike (no one asks mid-trajectory, after a tool result). Both are one method's tests: read
+  them beside the reference's counts.
 
 Accuracies use `Verdict.correct` (the action is acceptable; tools are scored apart, above). Intervals are Wilson 95%.
-Floats are rounded to 4 decimals, p-values excepted. Key order is deterministic: actions in ACTION_NAMES order, categories in
+Floats are rounded to 4 decimals, p-values excepted.
+Key order is deterministic: actions in ACTION_NAMES order, categories in
 CATEGORIES order, then the external categories, then any others sorted.
 """
 
@@ -39,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from toolprior.actions import ACTION_NAMES, CATEGORIES, EXTERNAL_CATEGORIES, SPLITS
-from toolprior.evals.statistics import rate_greater, wilson_interval
+from toolprior.evals.statistics import rate_greater, rate_greater_within, wilson_interval
 from toolprior.verdict import UNPARSED, Verdict
 
 DIGITS = 4
@@ -85,6 +89,12 @@ def _failure_block(group: Sequence[Verdict]) -> dict[str, Any]:
     return block
 
 
+def _asks_in(group: list[Verdict]) -> tuple[int, int, int, int]:
+    """(asked, n) on the group's clarify cases, then on its call_tool cases: asked = answered with clarify."""
+    c, t = ([v for v in group if v.expected == a] for a in (CLARIFY, CALL_TOOL))
+    return sum(v.predicted == CLARIFY for v in c), len(c), sum(v.predicted == CLARIFY for v in t), len(t)
+
+
 def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
     """The scores of one method's verdicts (see the module docstring)."""
     vs = list(verdicts)
@@ -118,8 +128,7 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
     tool_acc = sum(1 for v in checked if v.tool_name_ok and v.arguments_ok) / len(checked) if checked else None
     name_acc = sum(1 for v in checked if v.tool_name_ok) / len(checked) if checked else None
 
-    asked = {a: sum(1 for v in by_action.get(a, []) if v.predicted == CLARIFY) for a in (CLARIFY, CALL_TOOL)}
-    total = {a: len(by_action.get(a, [])) for a in (CLARIFY, CALL_TOOL)}
+    overall_asks = _asks_in(vs)
 
     macro = sum(sum(1 for v in g if v.correct) / len(g) for g in by_action.values()) / len(by_action) if n else None
     return {
@@ -140,9 +149,11 @@ def score(verdicts: Iterable[Verdict]) -> dict[str, Any]:
             "called_tool": sum(1 for v in says_clarify if v.predicted == CALL_TOOL),
         },
         "asks_where_it_should": {
-            **{f"{a}_cases": {"asked": asked[a], "n": total[a]} for a in (CLARIFY, CALL_TOOL)},
+            "clarify_cases": {"asked": overall_asks[0], "n": overall_asks[1]},
+            "call_tool_cases": {"asked": overall_asks[2], "n": overall_asks[3]},
             # not rounded: 4 places would turn a p of 1e-7 into 0
-            "p": rate_greater(asked[CLARIFY], total[CLARIFY], asked[CALL_TOOL], total[CALL_TOOL]),
+            "p": rate_greater(*overall_asks),
+            "p_within_category": rate_greater_within([_asks_in(g) for g in by_category.values()]),
         },
     }
 

@@ -119,3 +119,21 @@ def rate_greater(k1: int, n1: int, k2: int, n2: int) -> float | None:
     if not (n1 and n2 and k1 + k2):
         return None
     return float(_stats.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]], alternative="greater").pvalue)
+
+
+def rate_greater_within(strata: Sequence[tuple[int, int, int, int]]) -> float | None:
+    """One-sided Mantel-Haenszel test, with continuity correction, that k1/n1 exceeds k2/n2 within strata (each
+    stratum (k1, n1, k2, n2), say one case category): `rate_greater` pooled over strata can come from strata that
+    differ in both rates alike (a category of call_tool cases that no one asks on), which this test discounts.
+    None when no stratum has both groups and a hit."""
+    observed = expected = variance = 0.0
+    for k1, n1, k2, n2 in strata:
+        total, hits = n1 + n2, k1 + k2
+        if not (n1 and n2 and hits) or hits == total:
+            continue  # a stratum without variance says nothing about the difference
+        observed += k1
+        expected += n1 * hits / total
+        variance += n1 * n2 * hits * (total - hits) / (total**2 * (total - 1))
+    if variance == 0:
+        return None
+    return float(_stats.norm.sf((observed - expected - 0.5) / math.sqrt(variance)))

@@ -49,8 +49,12 @@ def _asks(by_seed: dict[str, Any] | None) -> str:
         f"{sum(r[cases]['asked'] for r in runs)} of {sum(r[cases]['n'] for r in runs)}"
         for cases in ("clarify_cases", "call_tool_cases")
     )
-    ps = [f"{r['p']:.2g}" for r in runs if r["p"] is not None]
-    return counts + (f" (p = {', '.join(ps)})" if ps else "")
+    tests = []
+    for key, label in (("p", "p = "), ("p_within_category", "within category ")):
+        ps = [r.get(key) for r in runs]
+        if any(p is not None for p in ps):  # one entry per seed, in the seeds column's order; – where untestable
+            tests.append(label + ", ".join("–" if p is None else f"{p:.2g}" for p in ps))
+    return counts + (f" ({'; '.join(tests)})" if tests else "")
 
 
 def _by_action(vs: dict[str, Any] | None) -> str:
@@ -72,8 +76,9 @@ def render_table(results: dict[str, Any]) -> str:
         f"{', '.join(map(str, results['seeds']))}: mean ± sd over seeds, "
         "then the Wilson 95% interval over every seed's cases pooled (n = cases x seeds). Paired McNemar against "
         f"`{results['reference']}` pools every case of the seeds both ran; Δ is the per-seed difference, mean ± sd. "
-        "Asks: how many clarify and call_tool cases the arm answered with clarify, and per seed a one-sided Fisher "
-        "exact p that it asks more on the clarify cases (an arm that only asks more often raises both alike).",
+        "Asks: how many clarify and call_tool cases the arm answered with clarify (every seed's summed), and per "
+        "seed a one-sided Fisher exact p that it asks more on the clarify cases than on the call_tool cases (an arm "
+        "that only asks more often raises both alike), then the same within each case category (Mantel-Haenszel).",
         *(
             [
                 "",
@@ -86,7 +91,8 @@ def render_table(results: dict[str, Any]) -> str:
         ),
         *([f"Cases per run: {_per_action(results)}.", ""] if _per_action(results) else []),
         "| arm | overrides | seeds | clarify | call_tool | answer_directly | escalate | refuse | overall "
-        "| clarify→call_tool | asks on clarify / call_tool cases (Fisher p by seed) | Δ clarify | Δ call_tool | vs reference: lost / gained, McNemar p | McNemar p on clarify / call_tool cases | train s |",
+        "| clarify→call_tool | asks on clarify / call_tool cases (p by seed) | Δ clarify | Δ call_tool "
+        "| vs reference: lost / gained, McNemar p | McNemar p on clarify / call_tool cases | train s |",
         "| --- |" + " --- |" * 15,
     ]
     reference = results["arms"].get(results["reference"], {}).get("seeds", {})

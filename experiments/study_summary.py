@@ -27,6 +27,9 @@ def _num(x: Any, fmt: str = ".2f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+_ASKS_TESTS = (("p", "p = "), ("p_within_category", "within category "))
+
+
 def asks_cell(method: Mapping[str, Any]) -> str:
     """'asked of n clarify cases / asked of n call_tool cases (p = one-sided Fisher p that the first rate is
     higher)': whether a method asks where it should or only more often."""
@@ -34,9 +37,8 @@ def asks_cell(method: Mapping[str, Any]) -> str:
     if not asks:
         return "–"
     c, t = asks["clarify_cases"], asks["call_tool_cases"]
-    return f"{c['asked']} of {c['n']} / {t['asked']} of {t['n']}" + (
-        f" (p = {asks['p']:.2g})" if asks.get("p") is not None else ""
-    )
+    tests = [f"{label}{asks[key]:.2g}" for key, label in _ASKS_TESTS if asks.get(key) is not None]
+    return f"{c['asked']} of {c['n']} / {t['asked']} of {t['n']}" + (f" ({'; '.join(tests)})" if tests else "")
 
 
 def asks_sentence(method: Mapping[str, Any]) -> str:
@@ -45,8 +47,12 @@ def asks_sentence(method: Mapping[str, Any]) -> str:
     if not asks:
         return ""
     c, t = asks["clarify_cases"], asks["call_tool_cases"]
-    p = f" (one-sided Fisher p = {asks['p']:.2g} that it asks more on the first)" if asks.get("p") is not None else ""
-    return f" It asks on {c['asked']} of {c['n']} clarify cases and {t['asked']} of {t['n']} call_tool cases{p}."
+    p = f" (one-sided Fisher p = {asks['p']:.2g} that it asks more on the first" if asks.get("p") is not None else ""
+    if p and asks.get("p_within_category") is not None:
+        p += f"; within case category, Mantel-Haenszel p = {asks['p_within_category']:.2g}"
+    return f" It asks on {c['asked']} of {c['n']} clarify cases and {t['asked']} of {t['n']} call_tool cases{p}" + (
+        ")." if p else "."
+    )
 
 
 def results_table(report: Mapping[str, Any]) -> list[str]:
@@ -367,7 +373,7 @@ def render_study_summary(report: Mapping[str, Any], name: str) -> str:
         "on mine, SimPO's pairs were mined from mine. Intervals are Wilson 95%; McNemar is paired on the same "
         "cases; Δ is the accuracy change against sft. Asks: the clarify and the call_tool cases answered with "
         "clarify, and a one-sided Fisher p that the clarify cases are asked more often (a method that only asks "
-        "more often raises both alike).",
+        "more often raises both alike), then the same within each case category (Mantel-Haenszel).",
         "",
         *([f"Scope: {report['scope']}", ""] if report.get("scope") else []),
         *(

@@ -148,6 +148,8 @@ def test_the_asks_cell_pools_the_seeds_counts_and_lists_each_seeds_p():
         return {"clarify_cases": {"asked": asked[0], "n": 12}, "call_tool_cases": {"asked": asked[1], "n": 30}, "p": p}
 
     assert _asks({"0": seed((9, 3), 0.00012), "1": seed((6, 15), 0.62)}) == "15 of 24 / 18 of 60 (p = 0.00012, 0.62)"
+    within = {"0": seed((9, 3), 0.00012) | {"p_within_category": 0.41}, "1": seed((6, 15), 0.62)}
+    assert _asks(within) == "15 of 24 / 18 of 60 (p = 0.00012, 0.62; within category 0.41, –)"  # by seed
     assert _asks({"0": seed((0, 0), None)}) == "0 of 12 / 0 of 30"  # never asks: nothing to test
 
 

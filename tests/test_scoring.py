@@ -395,3 +395,24 @@ def test_asking_more_where_it_should_is_a_one_sided_fisher_test_against_asking_o
     assert sharp["p"] == pytest.approx(hypergeom.sf(8, 42, 12, 12), rel=1e-9) and sharp["p"] < 0.001
     assert score(run(6, 15))["asks_where_it_should"]["p"] > 0.3  # asks on half of each: more often, not where
     assert score(run(0, 0))["asks_where_it_should"]["p"] is None  # never asks: nothing to test
+
+
+def test_asking_within_case_category_discounts_a_category_no_one_asks_on():
+    # the clarification_loop cases are asked alike, ambiguous or not; the trajectory's call_tool cases never
+    vs = [V("clarify", "clarify", True, "clarification_loop") for _ in range(8)]
+    vs += [V("call_tool", "clarify", False, "clarification_loop") for _ in range(8)]
+    vs += [V("call_tool", "call_tool", True, "tool_chain_trajectories") for _ in range(24)]
+    asks = score(vs)["asks_where_it_should"]
+    assert asks["clarify_cases"] == {"asked": 8, "n": 8} and asks["call_tool_cases"] == {"asked": 8, "n": 32}
+    assert asks["p"] < 0.001  # pooled: asks on 100% of clarify cases against 25% of call_tool cases
+    assert asks["p_within_category"] is None  # the one category with both kinds asks on all of them: no signal
+    vs += [V("call_tool", "call_tool", True, "clarification_loop") for _ in range(8)]  # now it asks on half
+    assert score(vs)["asks_where_it_should"]["p_within_category"] < 0.05
+
+
+def test_asking_without_call_tool_cases_has_counts_but_no_test():
+    vs = [V("clarify", "clarify", True, "clarification_loop"), V("clarify", None, False, "clarification_loop")]
+    asks = score(vs)["asks_where_it_should"]
+    # an unparsed output is not an ask, and still one of the clarify cases
+    assert asks["clarify_cases"] == {"asked": 1, "n": 2} and asks["call_tool_cases"] == {"asked": 0, "n": 0}
+    assert asks["p"] is None and asks["p_within_category"] is None

@@ -126,3 +126,31 @@ def test_mean_sd():
     assert mean_sd([0.42]) == (0.42, 0.0)
     with pytest.raises(ValueError):
         mean_sd([])
+
+
+def test_rate_greater_within_one_stratum_is_the_mantel_haenszel_chi_square():
+    from scipy.stats import chi2_contingency, norm
+
+    from toolprior.evals.statistics import rate_greater_within
+
+    k1, n1, k2, n2 = 9, 12, 5, 30
+    table = [[k1, n1 - k1], [k2, n2 - k2]]
+    # the Mantel-Haenszel chi-square of one table is Pearson's times (N - 1) / N; here without the 0.5 correction
+    # on either side, compared through the corrected one-sided p's z: z = (O - E - 0.5) / sqrt(V)
+    total, hits = n1 + n2, k1 + k2
+    observed_minus_expected = k1 - n1 * hits / total
+    pearson = chi2_contingency(table, correction=False).statistic
+    variance = observed_minus_expected**2 / (pearson * (total - 1) / total)
+    z = (observed_minus_expected - 0.5) / math.sqrt(variance)
+    assert rate_greater_within([(k1, n1, k2, n2)]) == pytest.approx(norm.sf(z), rel=1e-9)
+
+
+def test_rate_greater_within_discounts_a_stratum_where_both_rates_differ_alike():
+    from toolprior.evals.statistics import rate_greater, rate_greater_within
+
+    # stratum A: asks on 9 of 10 of each group; stratum B (only the second group): never asks
+    strata = [(9, 10, 9, 10), (0, 0, 0, 20)]
+    pooled = rate_greater(9, 10, 9, 30)
+    assert pooled < 0.01  # pooled over categories, it looks like asking where it should
+    assert rate_greater_within(strata) > 0.5  # within category it asks alike
+    assert rate_greater_within([(0, 5, 0, 5), (3, 0, 2, 4)]) is None  # no stratum with both groups and a hit

@@ -120,4 +120,7 @@ def test_the_report_says_whether_a_method_asks_where_it_should_or_only_more_ofte
     )
     assert "It asks on 3 of 6 clarify cases and 7 of 14 call_tool cases (one-sided Fisher p = 0.69" in lines["simpo"]
     rows = {row.split(" | ")[0][2:]: row for row in results_table(report)[2:]}
-    assert "| 0 of 6 / 0 of 14 |" in rows["sft"] and "| 5 of 6 / 1 of 14 (p = 0.0022) |" in rows["steering"]
+    assert (
+        "| 0 of 6 / 0 of 14 |" in rows["sft"]
+        and "| 5 of 6 / 1 of 14 (p = 0.0022; within category 0.0025) |" in rows["steering"]
+    )
