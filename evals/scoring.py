@@ -31,9 +31,8 @@
   them beside the reference's counts.
 
 Accuracies use `Verdict.correct` (the action is acceptable; tools are scored apart, above). Intervals are Wilson 95%.
-Floats are rounded to 4 decimals, p-values excepted.
-Key order is deterministic: actions in ACTION_NAMES order, categories in
-CATEGORIES order, then the external categories, then any others sorted.
+Floats are rounded to 4 decimals, p-values excepted. Key order is deterministic: actions in ACTION_NAMES order,
+categories in CATEGORIES order, then the external categories, then any others sorted.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from toolprior.experiments.study_summary import ASKS_TESTS
 from toolprior.figures import save_figure
 
 
@@ -40,8 +41,8 @@ def _per_action(results: dict[str, Any]) -> str:
 
 
 def _asks(by_seed: dict[str, Any] | None) -> str:
-    """Asks on the clarify cases / on the call_tool cases, every seed pooled as 'k of n', then the one-sided Fisher
-    p of each seed that asks at all (does it ask more where it should?)."""
+    """Asks on the clarify cases / on the call_tool cases, every seed summed as 'k of n', then each one-sided test's p
+    seed by seed, in the seeds column's order ('–' for a seed with nothing to test)."""
     if not by_seed:
         return ""
     runs = list(by_seed.values())
@@ -50,7 +51,7 @@ def _asks(by_seed: dict[str, Any] | None) -> str:
         for cases in ("clarify_cases", "call_tool_cases")
     )
     tests = []
-    for key, label in (("p", "p = "), ("p_within_category", "within category ")):
+    for key, label in ASKS_TESTS:
         ps = [r.get(key) for r in runs]
         if any(p is not None for p in ps):  # one entry per seed, in the seeds column's order; – where untestable
             tests.append(label + ", ".join("–" if p is None else f"{p:.2g}" for p in ps))

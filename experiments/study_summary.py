@@ -27,17 +27,18 @@ def _num(x: Any, fmt: str = ".2f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
-_ASKS_TESTS = (("p", "p = "), ("p_within_category", "within category "))
+# the tests of a method's `asks_where_it_should` block, as its table cells label them
+ASKS_TESTS = (("p", "p = "), ("p_within_category", "within category "))
 
 
 def asks_cell(method: Mapping[str, Any]) -> str:
-    """'asked of n clarify cases / asked of n call_tool cases (p = one-sided Fisher p that the first rate is
-    higher)': whether a method asks where it should or only more often."""
+    """'asked of n clarify cases / asked of n call_tool cases (p = ...; within category ...)': the one-sided p's that
+    the first rate is higher, over all cases (Fisher) and within case category (Mantel-Haenszel)."""
     asks = method.get("asks_where_it_should")
     if not asks:
         return "–"
     c, t = asks["clarify_cases"], asks["call_tool_cases"]
-    tests = [f"{label}{asks[key]:.2g}" for key, label in _ASKS_TESTS if asks.get(key) is not None]
+    tests = [f"{label}{asks[key]:.2g}" for key, label in ASKS_TESTS if asks.get(key) is not None]
     return f"{c['asked']} of {c['n']} / {t['asked']} of {t['n']}" + (f" ({'; '.join(tests)})" if tests else "")
 
 
