@@ -61,7 +61,7 @@ organism: $(STAMP)
 	$(PY) -m toolprior.experiments.organism_adapter build --work runs/organism
 
 # The benchmarks on the random bench model and on the SmolLM2 organism, with the peers, the SFT steps against plain
-# TRL and the scaling table: runs/bench/bench.json and scaling.png, about 25 minutes on 2 cores (keep the machine quiet).
+# TRL and the scaling table: runs/bench/bench.json and scaling.png, about 30 minutes on 2 cores (keep the machine quiet).
 bench: $(STAMP)
 	$(PY) -m toolprior.experiments.bench --out runs/bench/bench.json
 
